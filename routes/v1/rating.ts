@@ -1,0 +1,3 @@
+import type { FastifyInstance } from 'fastify'
+// PLACEHOLDER: replaced by the work that owns this route.
+export default async function (_app: FastifyInstance) {}

@@ -1,0 +1,94 @@
+import cookie from '@fastify/cookie'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify, { type FastifyHttpOptions, type FastifyInstance } from 'fastify'
+import type { Server } from 'node:http'
+import type { DestinationStream } from 'pino'
+import auth from '../plugins/auth.js'
+import buckets from '../plugins/buckets.js'
+import docs from '../plugins/docs.js'
+import events from '../plugins/events.js'
+import forwarder from '../plugins/forwarder.js'
+import health from '../plugins/health.js'
+import ingest from '../plugins/ingest.js'
+import ipLimit from '../plugins/ip-limit.js'
+import metrics from '../plugins/metrics.js'
+import openclaw from '../plugins/openclaw.js'
+import redis from '../plugins/redis.js'
+import sseHub from '../plugins/sse-hub.js'
+import demoRoutes from '../routes/demo.js'
+import streamRoute from '../routes/events/personalized-rating.js'
+import ratingRoute from '../routes/v1/rating.js'
+import scoresRoute from '../routes/v1/scores.js'
+import ticketsRoute from '../routes/v1/sse-tickets.js'
+import type { Config } from './config.js'
+import { errorHandler, schemaErrorFormatter } from './errors.js'
+import { loggerOptions } from './logger.js'
+
+export interface AppOptions {
+  /** Demo mode (demo page login, dev tokens): only `npm run demo` turns it on, never the environment. */
+  demo?: boolean
+  /** Where logs go (tests capture them); stdout otherwise. */
+  logStream?: DestinationStream
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+    demo: boolean
+  }
+  interface FastifyContextConfig {
+    /** No JWT needed (health, metrics, docs, demo page). */
+    public?: boolean
+  }
+}
+
+export type App = FastifyInstance
+
+/** TRUST_PROXY: `true`, `false`, or a comma-separated list of proxy addresses/CIDRs. */
+function trustProxy(value: string | undefined): boolean | string | undefined {
+  if (value === 'true' || value === 'false') return value === 'true'
+  return value
+}
+
+/** The whole gateway as one Fastify instance, ready (plugins loaded, not listening). */
+export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
+  const serverOptions: FastifyHttpOptions<Server> = {
+    logger: loggerOptions(config.LOG_LEVEL, options.logStream),
+    bodyLimit: config.BODY_LIMIT,
+    trustProxy: trustProxy(config.TRUST_PROXY),
+    // v1 is closed: an unknown field is a 400, never silently removed; a string is not a number.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    schemaErrorFormatter,
+    // Keep-alive sockets must not hold a shutdown open.
+    forceCloseConnections: 'idle',
+    return503OnClosing: true
+  }
+  const app = Fastify(serverOptions).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.decorate('config', config)
+  app.decorate('demo', options.demo === true)
+  app.setErrorHandler(errorHandler)
+
+  await app.register(metrics)
+  await app.register(redis)
+  await app.register(health)
+  await app.register(docs)
+  await app.register(cookie)
+  await app.register(ipLimit)
+  await app.register(auth)
+  await app.register(buckets)
+  await app.register(openclaw)
+  await app.register(events)
+  await app.register(forwarder)
+  await app.register(ingest)
+  await app.register(sseHub)
+
+  await app.register(ratingRoute)
+  await app.register(scoresRoute)
+  await app.register(ticketsRoute)
+  await app.register(streamRoute)
+  await app.register(demoRoutes)
+
+  await app.ready()
+  return app
+}

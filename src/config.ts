@@ -1,0 +1,101 @@
+import { envSchema } from 'env-schema'
+import { Type, type Static } from 'typebox'
+
+/** Every setting of SPEC section 7 (and the bounds of section 9), read from the environment. */
+export const ConfigSchema = Type.Object({
+  PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535 }),
+  HOST: Type.String({ default: '0.0.0.0' }),
+  LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
+
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  /** Comma-separated `host:port` seeds of a Redis Cluster; wins over REDIS_URL when set. */
+  REDIS_CLUSTER_NODES: Type.Optional(Type.String({ pattern: '^[^,:\\s]+:\\d+(,[^,:\\s]+:\\d+)*$' })),
+  /** Budget for one Redis command on the rate-limit path before the fail mode applies. */
+  REDIS_TIMEOUT_MS: Type.Integer({ default: 50, minimum: 1 }),
+  /** Prefix of every Redis key, so several deployments (or tests) can share one Redis. */
+  KEY_PREFIX: Type.String({ default: 'mb', pattern: '^[A-Za-z0-9_.-]+$' }),
+
+  JWT_SECRET: Type.Optional(Type.String({ minLength: 1 })),
+  JWT_PUBLIC_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  JWT_JWKS_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  JWT_ISSUER: Type.Optional(Type.String({ minLength: 1 })),
+  JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
+  JWT_ALGORITHMS: Type.Optional(
+    Type.String({ pattern: '^(HS|RS|PS|ES)(256|384|512)(,(HS|RS|PS|ES)(256|384|512)|,EdDSA|,Ed25519)*$|^(EdDSA|Ed25519)(,[A-Za-z0-9]+)*$' })
+  ),
+  JWT_CLOCK_TOLERANCE_S: Type.Integer({ default: 5, minimum: 0, maximum: 300 }),
+
+  MOLTBOOK_URL: Type.Optional(Type.String({ pattern: '^wss?://' })),
+  OPENCLAW_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  OPENCLAW_API_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  OPENCLAW_TIMEOUT_MS: Type.Integer({ default: 2000, minimum: 1 }),
+  /** Connections (and so concurrent requests) to OpenClaw per replica. */
+  OPENCLAW_CONCURRENCY: Type.Integer({ default: 32, minimum: 1 }),
+
+  BUCKETS_FILE: Type.Optional(Type.String({ minLength: 1 })),
+  RATE_LIMIT_FAIL_MODE: Type.Enum(['local', 'open', 'closed'], { default: 'local' }),
+  IP_RATE_LIMIT_MAX: Type.Integer({ default: 6000, minimum: 0 }),
+  TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
+  BODY_LIMIT: Type.Integer({ default: 16384, minimum: 256 }),
+
+  HISTORY_MAX: Type.Integer({ default: 1000, minimum: 1 }),
+  HISTORY_TTL: Type.Integer({ default: 600, minimum: 1 }),
+  DEDUP_TTL: Type.Integer({ default: 600, minimum: 1 }),
+  /** Seconds a caller's latest score per item is kept for GET /v1/scores. */
+  SCORES_TTL: Type.Integer({ default: 86400, minimum: 1 }),
+
+  /** Forward queue bound: above it the feed socket is paused (back-pressure). */
+  QUEUE_MAX: Type.Integer({ default: 10000, minimum: 2 }),
+  /** A pending forward not acknowledged for this long is reclaimed by another consumer. */
+  QUEUE_CLAIM_MS: Type.Integer({ default: 15000, minimum: 100 }),
+  LEASE_MS: Type.Integer({ default: 5000, minimum: 100 }),
+
+  SSE_HEARTBEAT_MS: Type.Integer({ default: 15000, minimum: 100 }),
+  SSE_RETRY_MS: Type.Integer({ default: 2000, minimum: 0 }),
+  SSE_MAX_STREAMS_PER_AGENT: Type.Integer({ default: 20, minimum: 1 }),
+  SSE_MAX_UNSENT_BYTES: Type.Integer({ default: 1048576, minimum: 1024 }),
+  TICKET_TTL_S: Type.Integer({ default: 30, minimum: 1 }),
+
+  READY_CANARY_MS: Type.Integer({ default: 1000, minimum: 10 }),
+  DRAIN_MS: Type.Integer({ default: 5000, minimum: 0 })
+})
+
+export type Config = Static<typeof ConfigSchema>
+
+/** A configuration problem: the message names the variable, the process exits 1 without a stack. */
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+type AjvLikeError = { instancePath?: string; params?: Record<string, unknown>; message?: string }
+
+function describe(err: unknown): string {
+  const errors = (err as { errors?: AjvLikeError[] }).errors
+  const first = errors?.[0]
+  if (!first) return err instanceof Error ? err.message : String(err)
+  const name = first.instancePath?.replace(/^\//, '') || String(first.params?.missingProperty ?? 'configuration')
+  const allowed = first.params?.allowedValues
+  const detail = Array.isArray(allowed) ? `must be one of ${allowed.join(', ')}` : (first.message ?? 'is invalid')
+  return `${name} ${detail}`
+}
+
+/** Reads and validates the configuration; throws ConfigError naming the first bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const data = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''))
+  let config: Config
+  try {
+    config = envSchema<Config>({ schema: ConfigSchema, data, dotenv: false })
+  } catch (err) {
+    throw new ConfigError(`Invalid configuration: ${describe(err)}`)
+  }
+  if (!config.JWT_SECRET && !config.JWT_PUBLIC_KEY && !config.JWT_JWKS_URL) {
+    throw new ConfigError('Invalid configuration: JWT_SECRET (or JWT_PUBLIC_KEY or JWT_JWKS_URL) is required')
+  }
+  if (config.MOLTBOOK_URL && !config.OPENCLAW_URL) {
+    throw new ConfigError('Invalid configuration: OPENCLAW_URL is required when MOLTBOOK_URL is set')
+  }
+  if (config.OPENCLAW_URL && !config.OPENCLAW_API_KEY) {
+    throw new ConfigError('Invalid configuration: OPENCLAW_API_KEY is required when OPENCLAW_URL is set')
+  }
+  return config
+}

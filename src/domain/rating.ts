@@ -1,0 +1,54 @@
+import { Type, type Static } from 'typebox'
+import { Compile } from 'typebox/compile'
+
+const Id = Type.String({ minLength: 1, maxLength: 128 })
+
+const ratingFields = {
+  user_id: Id,
+  item_id: Id,
+  timestamp: Type.Integer({ description: 'Unix seconds' }),
+  rating: Type.Number({ minimum: 0, maximum: 5 })
+}
+
+/** A rating, version 1 of the contract (SPEC 1): closed, a new field means /v2. */
+export const RatingSchema = Type.Object(ratingFields, { additionalProperties: false })
+export type Rating = Static<typeof RatingSchema>
+
+/** A rating as Moltbook sends it: the same fields plus the agent it is charged to. */
+export const FeedRatingSchema = Type.Object(
+  { ...ratingFields, agent_id: Type.Optional(Id) },
+  { additionalProperties: false }
+)
+export type FeedRating = Static<typeof FeedRatingSchema>
+
+/** What OpenClaw answers for a rating and what browsers receive; `rating` is the personalized score. */
+export const ScoreEventSchema = Type.Object({
+  user_id: Id,
+  item_id: Id,
+  rating: Type.Number(),
+  timestamp: Type.Integer()
+})
+export type ScoreEvent = Static<typeof ScoreEventSchema>
+
+export const feedRatingValidator = Compile(FeedRatingSchema)
+export const scoreEventValidator = Compile(ScoreEventSchema)
+
+/** The agent a feed rating is charged to (SPEC 1): its agent_id, else its user. */
+export function agentOf(rating: FeedRating): string {
+  return rating.agent_id ?? rating.user_id
+}
+
+/** The key that makes a rating delivered twice count once (SPEC 6). */
+export function dedupKey(rating: Rating): string {
+  return `${rating.user_id}\u0000${rating.item_id}\u0000${rating.timestamp}`
+}
+
+/** Only the four contract fields, in contract order, whatever else came along. */
+export function toScoreEvent(value: ScoreEvent): ScoreEvent {
+  return { user_id: value.user_id, item_id: value.item_id, rating: value.rating, timestamp: value.timestamp }
+}
+
+/** The exact JSON OpenClaw receives: the v1 rating without agent_id. */
+export function toRating(value: FeedRating): Rating {
+  return { user_id: value.user_id, item_id: value.item_id, timestamp: value.timestamp, rating: value.rating }
+}

@@ -1,0 +1,54 @@
+import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
+
+/** An error a client can act on: its status, a message without secrets, and headers to send. */
+export class HttpError extends Error {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+    readonly headers: Record<string, string> = {}
+  ) {
+    super(message)
+    this.name = 'HttpError'
+  }
+}
+
+/** 400 messages that name the field, including the ones Ajv words vaguely (unknown or missing). */
+export function schemaErrorFormatter(errors: FastifySchemaValidationError[], dataVar: string): Error {
+  const e = errors[0]
+  const path = `${dataVar}${e.instancePath ?? ''}`
+  const params = e.params as Record<string, unknown>
+  let message: string
+  if (e.keyword === 'additionalProperties') message = `${path}/${String(params.additionalProperty)} is not allowed`
+  else if (e.keyword === 'required') message = `${path}/${String(params.missingProperty)} is required`
+  else message = `${path} ${e.message ?? 'is invalid'}`
+  return new Error(message)
+}
+
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout'
+}
+
+export function errorBody(statusCode: number, message: string) {
+  return { statusCode, error: REASONS[statusCode] ?? 'Error', message }
+}
+
+/** SPEC 3 error JSON for every failure; a 5xx we did not expect is logged and told apart from nothing. */
+export function errorHandler(error: FastifyError | HttpError, request: FastifyRequest, reply: FastifyReply) {
+  const statusCode = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500
+  if (error instanceof HttpError) reply.headers(error.headers)
+  if (statusCode >= 500 && !(error instanceof HttpError)) {
+    request.log.error({ err: error }, 'unexpected error')
+    return reply.code(500).send(errorBody(500, 'Internal Server Error'))
+  }
+  return reply.code(statusCode).send(errorBody(statusCode, error.message))
+}

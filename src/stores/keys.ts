@@ -1,0 +1,25 @@
+/**
+ * Every Redis key is built here, so the hash-tag rule lives in one place: all keys of one
+ * agent share `{a:<agent>}`, all keys of one user share `{u:<user>}`, and the few global
+ * keys each carry their own tag. No command ever spans two tags (Redis Cluster slots).
+ */
+export type Keys = ReturnType<typeof createKeys>
+
+export function createKeys(prefix: string) {
+  const agent = (id: string) => `${prefix}:{a:${id}}`
+  const user = (id: string) => `${prefix}:{u:${id}}`
+  return {
+    prefix,
+    bucket: (agentId: string, action: string) => `${agent(agentId)}:bucket:${action}`,
+    streams: (agentId: string) => `${agent(agentId)}:streams`,
+    history: (userId: string) => `${user(userId)}:history`,
+    scores: (userId: string) => `${user(userId)}:scores`,
+    dedup: (userId: string, itemId: string, timestamp: number) => `${user(userId)}:dedup:${itemId}:${timestamp}`,
+    ticket: (ticket: string) => `${prefix}:{t:${ticket}}:ticket`,
+    queue: `${prefix}:{queue}:stream`,
+    events: `${prefix}:{events}:stream`,
+    lease: `${prefix}:{lease}:ingest`,
+    fence: `${prefix}:{lease}:fence`,
+    ipLimit: `${prefix}:ip:`
+  }
+}
