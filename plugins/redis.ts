@@ -81,9 +81,18 @@ export default fp(
       app.log.warn('REDIS_URL is not set: buckets, queue and history live in this process and serve one replica only')
     }
 
+    const main = app.redis
+    if (main) {
+      app.readiness.add('redis', async () => {
+        if (main.status !== 'ready') return `not connected (${main.status})`
+        await main.ping()
+        return null
+      })
+    }
+
     app.addHook('onClose', async () => {
       await Promise.all(open.map((c) => c.quit().catch(() => c.disconnect())))
     })
   },
-  { name: 'redis', decorators: { fastify: ['config'] } }
+  { name: 'redis', decorators: { fastify: ['config'] }, dependencies: ['health'] }
 )

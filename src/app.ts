@@ -70,8 +70,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.setErrorHandler(errorHandler)
 
   await app.register(metrics)
-  await app.register(redis)
   await app.register(health)
+  await app.register(redis)
   await app.register(docs)
   await app.register(cookie)
   await app.register(ipLimit)

@@ -4,15 +4,16 @@ import { ConfigError, loadConfig } from './config.js'
 
 /** `npm start`: the gateway alone, configured from the environment (SPEC 7). */
 async function main() {
-  let config
+  let app
   try {
-    config = loadConfig()
+    app = await buildApp(loadConfig())
   } catch (err) {
+    // A bad setting (also one found while loading, such as BUCKETS_FILE) is one line, exit 1.
     if (!(err instanceof ConfigError)) throw err
     console.error(err.message)
     process.exit(1)
   }
-  const app = await buildApp(config)
+  const config = app.config
   // SIGTERM drains: readiness turns 503, SSE clients are told to reconnect elsewhere (spread
   // over DRAIN_MS), in-flight forwards finish, then the process exits 0.
   closeWithGrace({ delay: config.DRAIN_MS + 10000 }, async ({ signal, err }) => {
