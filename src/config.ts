@@ -56,6 +56,9 @@ export const ConfigSchema = Type.Object({
   SSE_MAX_UNSENT_BYTES: Type.Integer({ default: 1048576, minimum: 1024 }),
   TICKET_TTL_S: Type.Integer({ default: 30, minimum: 1 }),
 
+  /** Serve the demo page and its demo login (docker-compose sets it on purpose; never on by default). */
+  DEMO: Type.Boolean({ default: false }),
+
   READY_CANARY_MS: Type.Integer({ default: 1000, minimum: 10 }),
   DRAIN_MS: Type.Integer({ default: 5000, minimum: 0 })
 })

@@ -6,7 +6,8 @@ import { ConfigError, loadConfig } from './config.js'
 async function main() {
   let app
   try {
-    app = await buildApp(loadConfig())
+    const config = loadConfig()
+    app = await buildApp(config, { demo: config.DEMO })
   } catch (err) {
     // A bad setting (also one found while loading, such as BUCKETS_FILE) is one line, exit 1.
     if (!(err instanceof ConfigError)) throw err
