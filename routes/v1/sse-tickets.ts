@@ -1,3 +1,30 @@
-import type { FastifyInstance } from 'fastify'
-// PLACEHOLDER: replaced by the work that owns this route.
-export default async function (_app: FastifyInstance) {}
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+
+const Ticket = Type.Object({
+  ticket: Type.String({ description: 'Single use: pass it as ?ticket= to GET /events/personalized-rating' }),
+  expires_in: Type.Integer({ description: 'Seconds the ticket stays redeemable' })
+})
+const ErrorBody = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() })
+
+/** POST /v1/sse-tickets: a browser trades its JWT (header) for a ticket it can put in an EventSource URL. */
+const sseTickets: FastifyPluginAsyncTypebox = async (app) => {
+  app.post(
+    '/v1/sse-tickets',
+    {
+      config: { bucket: 'read' },
+      schema: {
+        summary: 'Single-use ticket that opens one SSE stream for the caller (any replica)',
+        security: [{ bearer: [] }],
+        response: { 201: Ticket, 401: ErrorBody, 429: ErrorBody, 503: ErrorBody }
+      }
+    },
+    async (request, reply) => {
+      const { ticket, expiresIn } = await app.tickets.issue(request.principal)
+      reply.code(201).header('Cache-Control', 'no-store')
+      return { ticket, expires_in: expiresIn }
+    }
+  )
+}
+
+export default sseTickets

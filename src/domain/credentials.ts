@@ -1,0 +1,90 @@
+/** Who is calling: from a verified JWT (or a redeemed SSE ticket). */
+export interface Principal {
+  sub: string
+  agentId: string
+  scopes: string[]
+  /** Expiry, Unix seconds, when the token has one. */
+  exp?: number
+  /** All verified claims, for bucket key selectors (`jwt.claims.<name>`). */
+  claims: Record<string, unknown>
+}
+
+/** Same bound as a rating's `user_id`: `sub` is matched against it, and both end up in Redis keys. */
+const MAX_ID_LENGTH = 128
+
+function idClaim(claims: Record<string, unknown>, name: string): string {
+  const value = claims[name]
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ID_LENGTH) {
+    throw new Error(
+      value === undefined
+        ? `missing required claim "${name}"`
+        : `claim "${name}" must be a non-empty string of at most ${MAX_ID_LENGTH} characters`
+    )
+  }
+  return value
+}
+
+/** Scopes from `scope` (space-separated, RFC 8693) or `scp` (array, or a string as some issuers send). */
+export function scopesOf(claims: Record<string, unknown>): string[] {
+  const raw = claims.scope ?? claims.scp
+  const list = typeof raw === 'string' ? raw.split(' ') : Array.isArray(raw) ? raw : []
+  return list.filter((s): s is string => typeof s === 'string' && s.length > 0)
+}
+
+/** The principal of verified claims; throws an Error naming the missing or malformed claim. */
+export function principalFromClaims(claims: Record<string, unknown>): Principal {
+  const sub = idClaim(claims, 'sub')
+  const agentId = idClaim(claims, 'agent_id')
+  const exp = typeof claims.exp === 'number' ? claims.exp : undefined
+  return { sub, agentId, scopes: scopesOf(claims), exp, claims }
+}
+
+/** True once the principal's token has expired (allowing the configured clock tolerance). */
+export function isExpired(principal: Principal, nowS: number, toleranceS: number): boolean {
+  return principal.exp !== undefined && principal.exp + toleranceS <= nowS
+}
+
+/** Query parameters that clients use for bearer tokens (they leak into proxy and browser logs). */
+const TOKEN_PARAMS = new Set(['token', 'access_token', 'jwt', 'id_token'])
+/** A compact JWS: its header is base64url JSON, so it starts with `eyJ` (`{"`). */
+const COMPACT_JWT = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/
+
+/** The name of the first query parameter that carries a JWT, if any. */
+export function jwtQueryParam(query: Record<string, unknown>): string | undefined {
+  for (const [name, value] of Object.entries(query)) {
+    const values = Array.isArray(value) ? value : [value]
+    if (TOKEN_PARAMS.has(name.toLowerCase()) && values.some((v) => v !== '')) return name
+    if (values.some((v) => typeof v === 'string' && COMPACT_JWT.test(v))) return name
+  }
+  return undefined
+}
+
+export const SUPPORTED_ALGORITHMS = [
+  'HS256', 'HS384', 'HS512',
+  'RS256', 'RS384', 'RS512',
+  'PS256', 'PS384', 'PS512',
+  'ES256', 'ES384', 'ES512',
+  'EdDSA', 'Ed25519'
+] as const
+
+export interface KeySources {
+  secret: boolean
+  publicKey: boolean
+}
+
+/**
+ * The allowed algorithms: the configured list (checked against the keys that can verify them)
+ * or the default for the configured keys. `none` is never allowed; HMAC only with a secret, so a
+ * public key can never be used as an HMAC secret (key confusion).
+ */
+export function allowedAlgorithms(setting: string | undefined, keys: KeySources): string[] {
+  if (!setting) return [...(keys.secret ? ['HS256'] : []), ...(keys.publicKey ? ['RS256', 'ES256'] : [])]
+  const list = setting.split(',').map((a) => a.trim())
+  for (const alg of list) {
+    if (!(SUPPORTED_ALGORITHMS as readonly string[]).includes(alg)) throw new Error(`${alg} is not a supported algorithm`)
+    const hmac = alg.startsWith('HS')
+    if (hmac && !keys.secret) throw new Error(`${alg} needs JWT_SECRET`)
+    if (!hmac && !keys.publicKey) throw new Error(`${alg} needs JWT_PUBLIC_KEY or JWT_JWKS_URL`)
+  }
+  return list
+}
