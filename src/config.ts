@@ -24,6 +24,8 @@ export const ConfigSchema = Type.Object({
     Type.String({ pattern: '^(HS|RS|PS|ES)(256|384|512)(,(HS|RS|PS|ES)(256|384|512)|,EdDSA|,Ed25519)*$|^(EdDSA|Ed25519)(,[A-Za-z0-9]+)*$' })
   ),
   JWT_CLOCK_TOLERANCE_S: Type.Integer({ default: 5, minimum: 0, maximum: 300 }),
+  /** After a JWKS fetch, an unknown `kid` triggers another fetch only once this much time has passed. */
+  JWT_JWKS_COOLDOWN_MS: Type.Integer({ default: 30000, minimum: 0 }),
 
   MOLTBOOK_URL: Type.Optional(Type.String({ pattern: '^wss?://' })),
   OPENCLAW_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
@@ -53,6 +55,8 @@ export const ConfigSchema = Type.Object({
   SSE_HEARTBEAT_MS: Type.Integer({ default: 15000, minimum: 100 }),
   SSE_RETRY_MS: Type.Integer({ default: 2000, minimum: 0 }),
   SSE_MAX_STREAMS_PER_AGENT: Type.Integer({ default: 20, minimum: 1 }),
+  /** Outstanding SSE tickets kept by the memory store (no Redis); the oldest is dropped beyond it. */
+  TICKETS_MEMORY_MAX: Type.Integer({ default: 10000, minimum: 1 }),
   SSE_MAX_UNSENT_BYTES: Type.Integer({ default: 1048576, minimum: 1024 }),
   TICKET_TTL_S: Type.Integer({ default: 30, minimum: 1 }),
 
