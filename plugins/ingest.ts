@@ -1,3 +1,233 @@
+import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-// PLACEHOLDER: replaced by the ingest work.
-export default fp(async () => {}, { name: 'ingest' })
+import { once } from 'node:events'
+import { WebSocket, type RawData } from 'ws'
+import { backoffDelay, type BackoffOptions } from '../src/domain/backoff.js'
+import { parseFeedMessage, type InvalidReason } from '../src/domain/feed-message.js'
+import type { FeedRating } from '../src/domain/rating.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    ingest: {
+      /** Connect to Moltbook and keep reading (reconnecting) until stop(); no-op when running. */
+      start(): void
+      /** Close the socket, clear every timer, never reconnect; no-op when stopped. */
+      stop(): Promise<void>
+      /** True while a feed socket is open. */
+      readonly connected: boolean
+    }
+  }
+}
+
+/** Far above MOLTBOOK_MAX_MESSAGE_BYTES, so an oversized message is skipped, not a closed socket. */
+const MAX_PAYLOAD = 16 * 1024 * 1024
+/** At most one log line per invalid reason per window (with how many were skipped). */
+const INVALID_LOG_WINDOW_MS = 10_000
+const EXCERPT_CHARS = 80
+
+/** One run of the feed, from start() to stop(): stopping it ends every wait inside it. */
+interface Session {
+  stopped: boolean
+  ws: WebSocket | null
+  /** Messages are handed to the forwarder strictly in order. */
+  chain: Promise<void>
+  /** Paused by back-pressure (also applied to a socket opened while paused). */
+  paused: boolean
+  reconnectTimer: NodeJS.Timeout | null
+  /** Resolves when stop() is called: ends back-pressure and retry waits. */
+  halted: Promise<void>
+  halt(): void
+}
+
+function newSession(): Session {
+  let halt = () => {}
+  const halted = new Promise<void>((resolve) => {
+    halt = resolve
+  })
+  return { stopped: false, ws: null, chain: Promise.resolve(), paused: false, reconnectTimer: null, halted, halt }
+}
+
+function toBuffer(data: RawData): Buffer {
+  if (Array.isArray(data)) return Buffer.concat(data)
+  return Buffer.isBuffer(data) ? data : Buffer.from(data)
+}
+
+/** The URL as it may be logged: no userinfo, no query (either may carry credentials). */
+function loggable(url: string): string {
+  const u = new URL(url)
+  return `${u.origin}${u.pathname}`
+}
+
+function createIngest(app: FastifyInstance, url: string) {
+  const { metrics, log } = app
+  const c = app.config
+  const backoff: BackoffOptions = { baseMs: c.MOLTBOOK_BACKOFF_BASE_MS, maxMs: c.MOLTBOOK_BACKOFF_MAX_MS }
+  const where = loggable(url)
+  let session: Session | null = null
+  let connected = false
+  const invalidLog = new Map<InvalidReason, { at: number; skipped: number }>()
+
+  const sleep = (ms: number, s: Session) =>
+    Promise.race([new Promise<void>((resolve) => setTimeout(resolve, ms).unref()), s.halted])
+
+  const logInvalid = (reason: InvalidReason, detail: string, data: Buffer, isBinary: boolean) => {
+    const now = performance.now()
+    const last = invalidLog.get(reason)
+    if (last && now - last.at < INVALID_LOG_WINDOW_MS) {
+      last.skipped++
+      return
+    }
+    invalidLog.set(reason, { at: now, skipped: 0 })
+    const excerpt = isBinary ? undefined : data.subarray(0, EXCERPT_CHARS * 4).toString('utf8').slice(0, EXCERPT_CHARS)
+    log.warn({ reason, detail, excerpt, skippedSinceLastLog: last?.skipped ?? 0 }, 'moltbook message skipped')
+  }
+
+  const setPaused = (s: Session, paused: boolean) => {
+    s.paused = paused
+    if (paused) s.ws?.pause()
+    else s.ws?.resume()
+    metrics.moltbookPaused.set(paused ? 1 : 0)
+  }
+
+  /** Hands ratings to the durable queue; while it fails or is full the socket stays paused. */
+  const deliver = async (s: Session, ratings: FeedRating[], readAt: number) => {
+    for (let attempt = 0; !s.stopped; attempt++) {
+      try {
+        await app.forwarder.enqueue(ratings, readAt)
+        break
+      } catch (err) {
+        setPaused(s, true)
+        const reason = err instanceof Error ? err.message : String(err)
+        log.warn({ err: reason, attempt }, 'moltbook ratings not queued yet: retrying')
+        await sleep(backoffDelay(attempt, backoff), s)
+      }
+    }
+    if (s.stopped) return
+    if (app.forwarder.full()) {
+      setPaused(s, true)
+      await Promise.race([app.forwarder.waitForRoom(), s.halted])
+    }
+    if (s.paused && !s.stopped) setPaused(s, false)
+  }
+
+  const onMessage = (s: Session, raw: RawData, isBinary: boolean) => {
+    if (s.stopped) return
+    const readAt = Date.now()
+    const data = toBuffer(raw)
+    const { ratings, invalid } = parseFeedMessage(data, isBinary, c.MOLTBOOK_MAX_MESSAGE_BYTES)
+    for (const { reason, detail } of invalid) {
+      metrics.moltbookMessages.inc({ result: 'invalid', reason })
+      logInvalid(reason, detail, data, isBinary)
+    }
+    if (ratings.length === 0) return
+    metrics.moltbookMessages.inc({ result: 'valid', reason: '' }, ratings.length)
+    s.chain = s.chain
+      .then(() => deliver(s, ratings, readAt))
+      .catch((err: Error) => log.error({ err }, 'moltbook delivery failed'))
+  }
+
+  const connect = (s: Session, attempt: number) => {
+    const ws = new WebSocket(url, { maxPayload: MAX_PAYLOAD, handshakeTimeout: Math.max(c.MOLTBOOK_PING_MS, 1000) })
+    s.ws = ws
+    let openedAt = 0
+    let ping: NodeJS.Timeout | undefined
+    let awaitingPong = false
+
+    ws.on('open', () => {
+      openedAt = performance.now()
+      connected = true
+      metrics.moltbookConnects.inc()
+      metrics.moltbookConnected.set(1)
+      log.info({ url: where }, 'moltbook connected')
+      if (s.paused) ws.pause()
+      // Dead peer: no pong by the next ping. Not while paused: pongs are not read then.
+      ping = setInterval(() => {
+        if (s.paused) return
+        if (awaitingPong) {
+          log.warn({ url: where }, 'moltbook peer silent: reconnecting')
+          ws.terminate()
+          return
+        }
+        awaitingPong = true
+        ws.ping()
+      }, c.MOLTBOOK_PING_MS)
+      ping.unref()
+    })
+    ws.on('pong', () => {
+      awaitingPong = false
+    })
+    ws.on('message', (data, isBinary) => onMessage(s, data, isBinary))
+    ws.on('error', (err) => {
+      log.debug({ url: where, err: err.message }, 'moltbook socket error')
+    })
+    ws.on('close', (code) => {
+      clearInterval(ping)
+      if (s.ws === ws) s.ws = null
+      const wasOpen = openedAt > 0
+      if (wasOpen) {
+        connected = false
+        metrics.moltbookConnected.set(0)
+        log.info({ url: where, code }, 'moltbook disconnected')
+      }
+      if (s.stopped) return
+      // A connection that stayed up resets the backoff; one that failed or died young does not.
+      const stayedUp = wasOpen && performance.now() - openedAt >= c.MOLTBOOK_BACKOFF_MAX_MS
+      const next = stayedUp ? 0 : attempt + 1
+      const delay = backoffDelay(next, backoff)
+      metrics.moltbookReconnects.inc()
+      log.debug({ url: where, delayMs: delay }, 'moltbook reconnect scheduled')
+      s.reconnectTimer = setTimeout(() => {
+        s.reconnectTimer = null
+        if (!s.stopped) connect(s, next)
+      }, delay)
+    })
+  }
+
+  return {
+    start() {
+      if (session) return
+      session = newSession()
+      connect(session, 0)
+    },
+    async stop() {
+      const s = session
+      if (!s) return
+      session = null
+      s.stopped = true
+      s.halt()
+      if (s.reconnectTimer) clearTimeout(s.reconnectTimer)
+      const ws = s.ws
+      if (ws && ws.readyState !== WebSocket.CLOSED) {
+        const closed = once(ws, 'close')
+        ws.terminate()
+        await closed
+      }
+      metrics.moltbookPaused.set(0)
+      await s.chain
+    },
+    get connected() {
+      return connected
+    }
+  }
+}
+
+/**
+ * Reads the Moltbook feed (SPEC 2, 6): validates each message, queues valid ratings in order,
+ * pauses the socket while the queue is full, reconnects with backoff, detects a dead peer.
+ */
+export default fp(
+  async (app) => {
+    const url = app.config.MOLTBOOK_URL
+    if (!url) {
+      app.decorate('ingest', { start() {}, async stop() {}, connected: false })
+      return
+    }
+    const ingest = createIngest(app, url)
+    app.decorate('ingest', ingest)
+    // Until the ingest lease exists, every replica reads the feed from start-up.
+    app.addHook('onReady', async () => ingest.start())
+    // preClose: stop reading before the forwarder drains in its own close hooks.
+    app.addHook('preClose', () => ingest.stop())
+  },
+  { name: 'ingest', dependencies: ['metrics', 'forwarder'] }
+)

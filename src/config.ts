@@ -28,6 +28,13 @@ export const ConfigSchema = Type.Object({
   JWT_JWKS_COOLDOWN_MS: Type.Integer({ default: 30000, minimum: 0 }),
 
   MOLTBOOK_URL: Type.Optional(Type.String({ pattern: '^wss?://' })),
+  /** A feed message above this size is skipped unparsed (counted as too_large). */
+  MOLTBOOK_MAX_MESSAGE_BYTES: Type.Integer({ default: 524288, minimum: 1024 }),
+  /** Ping interval of the feed socket; no pong before the next ping means a dead peer. */
+  MOLTBOOK_PING_MS: Type.Integer({ default: 10000, minimum: 50 }),
+  /** Reconnect backoff (exponential, full jitter) between these bounds. */
+  MOLTBOOK_BACKOFF_BASE_MS: Type.Integer({ default: 250, minimum: 1 }),
+  MOLTBOOK_BACKOFF_MAX_MS: Type.Integer({ default: 10000, minimum: 1 }),
   OPENCLAW_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
   OPENCLAW_API_KEY: Type.Optional(Type.String({ minLength: 1 })),
   OPENCLAW_TIMEOUT_MS: Type.Integer({ default: 2000, minimum: 1 }),
@@ -42,6 +49,8 @@ export const ConfigSchema = Type.Object({
 
   HISTORY_MAX: Type.Integer({ default: 1000, minimum: 1 }),
   HISTORY_TTL: Type.Integer({ default: 600, minimum: 1 }),
+  /** Approximate length of the global fan-out stream (XADD MAXLEN ~): what `ratings:all` can replay. */
+  EVENTS_STREAM_MAX: Type.Integer({ default: 10000, minimum: 10 }),
   DEDUP_TTL: Type.Integer({ default: 600, minimum: 1 }),
   /** Seconds a caller's latest score per item is kept for GET /v1/scores. */
   SCORES_TTL: Type.Integer({ default: 86400, minimum: 1 }),
@@ -51,14 +60,20 @@ export const ConfigSchema = Type.Object({
   /** A pending forward not acknowledged for this long is reclaimed by another consumer. */
   QUEUE_CLAIM_MS: Type.Integer({ default: 15000, minimum: 100 }),
   LEASE_MS: Type.Integer({ default: 5000, minimum: 100 }),
+  /** Retry of a failed forward (5xx, network, timeout): full-jitter backoff from this base... */
+  FORWARD_BACKOFF_BASE_MS: Type.Integer({ default: 200, minimum: 1 }),
+  /** ...up to this ceiling. */
+  FORWARD_BACKOFF_MAX_MS: Type.Integer({ default: 10000, minimum: 1 }),
+  /** Queue entries one replica holds in memory at once (waiting for a token, a retry or OpenClaw). */
+  FORWARD_HELD_MAX: Type.Integer({ default: 1000, minimum: 1 }),
 
   SSE_HEARTBEAT_MS: Type.Integer({ default: 15000, minimum: 100 }),
   SSE_RETRY_MS: Type.Integer({ default: 2000, minimum: 0 }),
   SSE_MAX_STREAMS_PER_AGENT: Type.Integer({ default: 20, minimum: 1 }),
-  /** Outstanding SSE tickets kept by the memory store (no Redis); the oldest is dropped beyond it. */
-  TICKETS_MEMORY_MAX: Type.Integer({ default: 10000, minimum: 1 }),
   SSE_MAX_UNSENT_BYTES: Type.Integer({ default: 1048576, minimum: 1024 }),
   TICKET_TTL_S: Type.Integer({ default: 30, minimum: 1 }),
+  /** Outstanding SSE tickets kept by the memory store (no Redis); the oldest is dropped beyond it. */
+  TICKETS_MEMORY_MAX: Type.Integer({ default: 10000, minimum: 1 }),
 
   /** Serve the demo page and its demo login (docker-compose sets it on purpose; never on by default). */
   DEMO: Type.Boolean({ default: false }),

@@ -1,0 +1,47 @@
+import { feedRatingValidator, type FeedRating } from './rating.js'
+
+/** Why a feed message (or one rating in it) was skipped: a bounded set, used as a metric label. */
+export type InvalidReason = 'binary' | 'too_large' | 'empty' | 'json' | 'schema'
+
+export interface Invalid {
+  reason: InvalidReason
+  /** What was wrong, for the log: a schema path and message, never the message body. */
+  detail: string
+}
+
+export interface ParsedMessage {
+  ratings: FeedRating[]
+  invalid: Invalid[]
+}
+
+function schemaDetail(value: unknown): string {
+  const first = feedRatingValidator.Errors(value).find((e) => e.keyword !== 'boolean')
+  return first ? `${first.instancePath || '/'} ${first.message}` : 'not a rating'
+}
+
+/**
+ * One Moltbook message (SPEC 2): a rating object or a JSON array of them. Each rating is
+ * checked on its own, so valid ratings survive invalid neighbours. A message over `maxBytes`
+ * is rejected before parsing; a binary frame is never a rating.
+ */
+export function parseFeedMessage(data: Buffer, isBinary: boolean, maxBytes: number): ParsedMessage {
+  const reject = (reason: InvalidReason, detail: string): ParsedMessage => ({ ratings: [], invalid: [{ reason, detail }] })
+  if (isBinary) return reject('binary', `binary frame of ${data.byteLength} bytes`)
+  if (data.byteLength > maxBytes) return reject('too_large', `${data.byteLength} bytes > ${maxBytes}`)
+  const text = data.toString('utf8')
+  if (text.trim() === '') return reject('empty', 'empty message')
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return reject('json', 'not JSON')
+  }
+  const values = Array.isArray(value) ? value : [value]
+  if (values.length === 0) return reject('empty', 'empty array')
+  const parsed: ParsedMessage = { ratings: [], invalid: [] }
+  for (const v of values) {
+    if (feedRatingValidator.Check(v)) parsed.ratings.push(v)
+    else parsed.invalid.push({ reason: 'schema', detail: schemaDetail(v) })
+  }
+  return parsed
+}
