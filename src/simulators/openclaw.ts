@@ -17,6 +17,8 @@ export interface OpenClawMode {
   down: boolean
   /** Accept requests but never answer them. */
   stall: boolean
+  /** Answer 200 with a body that is not a score event. */
+  malformed: boolean
 }
 
 export interface Received {
@@ -88,7 +90,8 @@ export async function startOpenClaw(options: OpenClawOptions = {}): Promise<Open
     errorRate: options.errorRate ?? 0,
     limited: options.limited ?? null,
     down: false,
-    stall: options.stall ?? false
+    stall: options.stall ?? false,
+    malformed: options.malformed ?? false
   }
   const received: Received[] = []
   const counts = new Map<string, number>()
@@ -117,6 +120,7 @@ export async function startOpenClaw(options: OpenClawOptions = {}): Promise<Open
     }
     if (state.errorRate > 0 && Math.random() < state.errorRate) return sendJson(res, 500, { error: 'simulated failure' })
     if (!validRating.Check(body)) return sendJson(res, 400, { error: 'invalid rating' })
+    if (state.malformed) return sendJson(res, 200, { score: 'not a score event' })
     sendJson(res, 200, personalize(body))
   }
 

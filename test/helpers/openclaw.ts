@@ -1,5 +1,6 @@
+import { SignJWT } from 'jose'
 import { startOpenClaw, type OpenClawOptions, type OpenClawSimulator } from '../../src/simulators/openclaw.js'
-import type { Teardown } from './app.js'
+import { TEST_SECRET, type Teardown } from './app.js'
 
 /** A real OpenClaw simulator on a free port, closed when the test ends. */
 export async function startTestOpenClaw(t: Teardown, options: OpenClawOptions = {}): Promise<OpenClawSimulator> {
@@ -13,4 +14,15 @@ export function openclawEnv(sim: OpenClawSimulator, timeoutMs?: number): Record<
   const env: Record<string, string> = { OPENCLAW_URL: sim.url, OPENCLAW_API_KEY: sim.apiKey }
   if (timeoutMs !== undefined) env.OPENCLAW_TIMEOUT_MS = String(timeoutMs)
   return env
+}
+
+/** Authorization header of an HS256 token for a caller (sub = user, agent_id = agent). */
+export async function bearer(sub: string, agentId = sub): Promise<string> {
+  const jwt = await new SignJWT({ agent_id: agentId })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject(sub)
+    .setIssuedAt()
+    .setExpirationTime('10m')
+    .sign(new TextEncoder().encode(TEST_SECRET))
+  return `Bearer ${jwt}`
 }

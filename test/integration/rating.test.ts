@@ -1,0 +1,115 @@
+import t from 'tap'
+import { personalize } from '../../src/simulators/openclaw.js'
+import { buildTestApp } from '../helpers/app.js'
+import { bearer, openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
+
+const rating = { user_id: '12345', item_id: '98765', timestamp: 1721234567, rating: 4.7 }
+
+t.test('a valid rating is forwarded as is and OpenClaw score event is the answer', async (t) => {
+  const sim = await startTestOpenClaw(t)
+  const app = await buildTestApp(t, openclawEnv(sim))
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/rating',
+    headers: { authorization: await bearer('12345') },
+    payload: rating
+  })
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), personalize(rating))
+  t.equal(sim.received.length, 1)
+  t.equal(sim.received[0].authorization, `Bearer ${sim.apiKey}`)
+  t.strictSame(sim.received[0].body, rating, 'exactly the four v1 fields reach OpenClaw')
+})
+
+t.test('bad bodies are 400 naming the field (413 when too big) and never reach OpenClaw', async (t) => {
+  const sim = await startTestOpenClaw(t)
+  const app = await buildTestApp(t, openclawEnv(sim))
+  const authorization = await bearer('12345')
+  const post = (payload: string) =>
+    app.inject({ method: 'POST', url: '/v1/rating', headers: { authorization, 'content-type': 'application/json' }, payload })
+
+  const cases: Array<[string, string, RegExp]> = [
+    ['malformed JSON', '{"user_id": "1",', /JSON/i],
+    ['extra property', JSON.stringify({ ...rating, agent_id: 'x' }), /agent_id/],
+    ['rating above 5', JSON.stringify({ ...rating, rating: 7 }), /rating/],
+    ['empty item_id', JSON.stringify({ ...rating, item_id: '' }), /item_id/],
+    ['string timestamp', JSON.stringify({ ...rating, timestamp: '1721234567' }), /timestamp/],
+    ['missing user_id', JSON.stringify({ item_id: 'a', timestamp: 1, rating: 1 }), /user_id/],
+    ['user_id too long', JSON.stringify({ ...rating, user_id: 'u'.repeat(129) }), /user_id/],
+    ['not an object', '[]', /body/]
+  ]
+  for (const [name, payload, field] of cases) {
+    const res = await post(payload)
+    t.equal(res.statusCode, 400, `${name}: 400`)
+    const body = res.json()
+    t.equal(body.statusCode, 400, `${name}: SPEC error JSON`)
+    t.equal(body.error, 'Bad Request')
+    t.match(body.message, field, `${name}: names the field (${body.message})`)
+  }
+
+  const big = await post(JSON.stringify({ ...rating, user_id: 'x'.repeat(2 * 1024 * 1024) }))
+  t.equal(big.statusCode, 413, '2 MB body: 413')
+  t.same(big.json(), { statusCode: 413, error: 'Payload Too Large', message: big.json().message })
+  t.equal(sim.received.length, 0, 'no bad body reached OpenClaw')
+})
+
+t.test('without OPENCLAW_URL the route answers 503, not 500', async (t) => {
+  const app = await buildTestApp(t)
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/rating',
+    headers: { authorization: await bearer('12345') },
+    payload: rating
+  })
+  t.equal(res.statusCode, 503)
+  t.match(res.json(), { statusCode: 503, message: /not configured/ })
+})
+
+t.test('seed rate-limit test: 100 agents x 50 concurrent requests, 40 + 20/s each', async (t) => {
+  const sim = await startTestOpenClaw(t)
+  const app = await buildTestApp(t, openclawEnv(sim, 10000))
+  const agents = Array.from({ length: 100 }, (_, i) => `burst-agent-${i}`)
+  const headers = await Promise.all(agents.map((agent) => bearer(`burst-user-${agent}`, agent)))
+
+  const bursts = await Promise.all(
+    agents.map(async (agent, i) => {
+      const started = performance.now()
+      const answers = await Promise.all(
+        Array.from({ length: 50 }, (_, n) =>
+          app.inject({
+            method: 'POST',
+            url: '/v1/rating',
+            headers: { authorization: headers[i] },
+            payload: { user_id: `burst-user-${agent}`, item_id: `item-${n}`, timestamp: 1721234567, rating: 3 }
+          })
+        )
+      )
+      return { agent, answers, elapsedS: (performance.now() - started) / 1000 }
+    })
+  )
+
+  let totalAllowed = 0
+  for (const { agent, answers, elapsedS } of bursts) {
+    const allowed = answers.filter((a) => a.statusCode === 200).length
+    const limited = answers.filter((a) => a.statusCode === 429)
+    totalAllowed += allowed
+    const bound = 40 + Math.floor(20 * elapsedS) + 1
+    if (allowed < 40 || allowed > bound || allowed + limited.length !== 50) {
+      t.fail(`${agent}: ${allowed} allowed, ${limited.length} limited in ${elapsedS.toFixed(2)} s (40..${bound})`)
+    }
+    for (const a of answers) {
+      if (!a.headers['ratelimit-policy'] || !a.headers['ratelimit']) {
+        t.fail(`${agent}: ${a.statusCode} without RateLimit headers`)
+        break
+      }
+    }
+    for (const a of limited) {
+      if (!(Number(a.headers['retry-after']) >= 1)) {
+        t.fail(`${agent}: 429 without Retry-After >= 1 (${a.headers['retry-after']})`)
+        break
+      }
+    }
+  }
+  t.pass(`${totalAllowed} of 5000 allowed`)
+  t.equal(sim.received.length, totalAllowed, 'nothing throttled reached OpenClaw')
+})
