@@ -1,18 +1,15 @@
 import fp from 'fastify-plugin'
-import type { ScoreEvent } from '../src/domain/rating.js'
+import { toScoreEvent, type ScoreEvent } from '../src/domain/rating.js'
+import {
+  MemoryEventStore,
+  RedisEventStore,
+  type EventStore,
+  type Replay,
+  type StoredEvent
+} from '../src/stores/events.js'
 import type { Source } from './openclaw.js'
 
-/** A published score event with its id (ordered across all replicas). */
-export interface StoredEvent {
-  id: string
-  event: ScoreEvent
-}
-
-export interface Replay {
-  /** Set when the requested id is older than the history: the oldest id still held. */
-  gap?: string
-  events: StoredEvent[]
-}
+export type { Replay, StoredEvent }
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -29,5 +26,51 @@ declare module 'fastify' {
   }
 }
 
-// PLACEHOLDER: replaced by the SSE work.
-export default fp(async () => {}, { name: 'events' })
+/** The event bus: whoever publishes (REST route, forwarder), every replica's subscribers get it. */
+export default fp(
+  async (app) => {
+    const c = app.config
+    const limits = {
+      historyMax: c.HISTORY_MAX,
+      historyTtlS: c.HISTORY_TTL,
+      scoresTtlS: c.SCORES_TTL,
+      streamMax: c.EVENTS_STREAM_MAX
+    }
+    const store: EventStore = app.redis
+      ? new RedisEventStore(app.redis, app.redisConnection('events'), app.keys, limits, app.metrics)
+      : new MemoryEventStore(limits)
+
+    const listeners = new Set<(event: StoredEvent) => void>()
+    store.start((event) => {
+      for (const listener of listeners) {
+        try {
+          listener(event)
+        } catch (err) {
+          app.log.error({ err }, 'event listener failed')
+        }
+      }
+    })
+
+    app.decorate('events', {
+      async publish(event: ScoreEvent, source: Source) {
+        const id = await store.publish(toScoreEvent(event))
+        app.metrics.published.inc({ source })
+        return id
+      },
+      subscribe(listener: (event: StoredEvent) => void) {
+        listeners.add(listener)
+        return () => void listeners.delete(listener)
+      },
+      replay: (userId: string | null, afterId: string) => store.replay(userId, afterId),
+      latest: (userId: string, items: string[]) => store.latest(userId, items)
+    })
+
+    app.readiness.add('fanout', () => store.canary(c.READY_CANARY_MS))
+
+    app.addHook('onClose', async () => {
+      listeners.clear()
+      await store.close()
+    })
+  },
+  { name: 'events', dependencies: ['metrics', 'health', 'redis'] }
+)

@@ -13,6 +13,8 @@ export function createKeys(prefix: string) {
     bucket: (agentId: string, action: string) => `${agent(agentId)}:bucket:${action}`,
     streams: (agentId: string) => `${agent(agentId)}:streams`,
     history: (userId: string) => `${user(userId)}:history`,
+    /** The newest id trimmed out of a user's history: a resume from before it has a gap. */
+    historyTrimmed: (userId: string) => `${user(userId)}:history:trimmed`,
     scores: (userId: string) => `${user(userId)}:scores`,
     dedup: (userId: string, itemId: string, timestamp: number) => `${user(userId)}:dedup:${itemId}:${timestamp}`,
     ticket: (ticket: string) => `${prefix}:{t:${ticket}}:ticket`,

@@ -1,0 +1,48 @@
+/**
+ * A per-stream delivery buffer that keeps only the newest value per key (conflation).
+ * A replaced value moves to the back, so values leave in the order their newest version
+ * arrived: with ids arriving in ascending order, what is sent stays in ascending id order,
+ * which keeps a client's Last-Event-ID a safe resume point.
+ */
+export class ConflatingBuffer<T> {
+  private readonly entries = new Map<string, { value: T; size: number }>()
+  private bytes = 0
+
+  constructor(
+    private readonly keyOf: (value: T) => string,
+    private readonly sizeOf: (value: T) => number = () => 1
+  ) {}
+
+  /** Adds a value; true when it replaced an older one for the same key. */
+  push(value: T): boolean {
+    const key = this.keyOf(value)
+    const old = this.entries.get(key)
+    if (old) {
+      this.entries.delete(key)
+      this.bytes -= old.size
+    }
+    const size = this.sizeOf(value)
+    this.entries.set(key, { value, size })
+    this.bytes += size
+    return old !== undefined
+  }
+
+  /** The oldest value, removed. */
+  shift(): T | undefined {
+    const first = this.entries.entries().next()
+    if (first.done) return undefined
+    const [key, entry] = first.value
+    this.entries.delete(key)
+    this.bytes -= entry.size
+    return entry.value
+  }
+
+  get length(): number {
+    return this.entries.size
+  }
+
+  /** Sum of `sizeOf` over the values held. */
+  get size(): number {
+    return this.bytes
+  }
+}
