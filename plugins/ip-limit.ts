@@ -1,3 +1,46 @@
+import rateLimit from '@fastify/rate-limit'
 import fp from 'fastify-plugin'
-// PLACEHOLDER: replaced by the buckets work (pre-auth per-IP limit with @fastify/rate-limit).
-export default fp(async () => {}, { name: 'ip-limit' })
+import { HttpError, errorBody } from '../src/errors.js'
+
+/** Probes and scrapers (often one address for a whole fleet) are never throttled or counted. */
+const EXEMPT = new Set(['/healthz', '/readyz', '/metrics'])
+const WINDOW_MS = 60_000
+
+/**
+ * The pre-auth limit (SPEC 3): IP_RATE_LIMIT_MAX requests per minute per client address, so a
+ * flood of bad tokens never reaches signature checks. Registered before auth; shared through
+ * Redis when configured. A Redis outage skips this limit (skipOnError) rather than refusing
+ * everyone: the per-agent buckets still apply after auth.
+ */
+export default fp(
+  async (app) => {
+    const max = app.config.IP_RATE_LIMIT_MAX
+    if (max === 0) return
+
+    await app.register(rateLimit, {
+      global: true,
+      max,
+      timeWindow: WINDOW_MS,
+      ...(app.redis ? { redis: app.redis, nameSpace: app.keys.ipLimit } : {}),
+      skipOnError: true,
+      allowList: (request) => EXEMPT.has(request.routeOptions.url ?? ''),
+      // Only the draft-10 fields (on the 429 below), not the legacy x-ratelimit-* ones.
+      addHeaders: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false, 'retry-after': false },
+      addHeadersOnExceeding: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false },
+      errorResponseBuilder: (_request, { ttl }) => {
+        const seconds = Math.max(1, Math.ceil(ttl / 1000))
+        return new HttpError(429, `too many requests from this address: retry in ${seconds} s`, {
+          'Retry-After': String(seconds),
+          'RateLimit-Policy': `"ip";q=${max};w=${WINDOW_MS / 1000}`,
+          RateLimit: `"ip";r=0;t=${seconds}`
+        })
+      }
+    })
+
+    // Unknown routes count against the same limit, so probing for paths is no cheaper.
+    app.setNotFoundHandler({ preHandler: app.rateLimit() }, async (request, reply) =>
+      reply.code(404).send(errorBody(404, `Route ${request.method}:${request.url.split('?')[0]} not found`))
+    )
+  },
+  { name: 'ip-limit', dependencies: ['redis'] }
+)

@@ -46,3 +46,29 @@ export function take(state: BucketState | undefined, limits: BucketLimits, now: 
     resetMs: Math.ceil((limits.capacity - tokens) * perTokenMs)
   }
 }
+
+/**
+ * The fields of draft-ietf-httpapi-ratelimit-headers-10 for one bucket, named `name`:
+ * - `RateLimit-Policy: "<name>";q=<capacity>;w=<window>`: the quota is the bucket capacity
+ *   and the window `w` is the seconds an empty bucket takes to refill completely
+ *   (capacity / refill rate, rounded up), i.e. the interval over which `q` units come back.
+ * - `RateLimit: "<name>";r=<remaining>;t=<seconds>`: `r` is whole tokens left and `t` the
+ *   seconds (rounded up) until the quota is fully restored (the bucket is full again).
+ * The 429's `Retry-After` (next token) is separate and usually shorter than `t`.
+ */
+export function rateLimitHeaders(
+  name: string,
+  limits: BucketLimits,
+  decision: { remaining: number; resetMs: number }
+): { 'RateLimit-Policy': string; RateLimit: string } {
+  const window = Math.max(1, Math.ceil(limits.capacity / limits.refillRate))
+  return {
+    'RateLimit-Policy': `"${name}";q=${limits.capacity};w=${window}`,
+    RateLimit: `"${name}";r=${Math.max(0, decision.remaining)};t=${Math.ceil(decision.resetMs / 1000)}`
+  }
+}
+
+/** Whole seconds a limited client should wait for the next token: rounded up, at least 1. */
+export function retryAfterSeconds(retryAfterMs: number): number {
+  return Math.max(1, Math.ceil(retryAfterMs / 1000))
+}

@@ -1,0 +1,76 @@
+import { readFileSync } from 'node:fs'
+import { Type, type Static } from 'typebox'
+import { Compile } from 'typebox/compile'
+import { ConfigError } from './config.js'
+
+/** What a bucket limits: REST writes, reads (scores, tickets), feed forwarding, SSE delivery. */
+export const ACTIONS = ['rest', 'read', 'forward', 'delivery'] as const
+export type Action = (typeof ACTIONS)[number]
+
+/** SPEC 5: one bucket policy, as kept in version control. */
+export const BucketPolicySchema = Type.Object(
+  {
+    bucket_name: Type.String({ minLength: 1, maxLength: 128 }),
+    refill_rate: Type.Number({ exclusiveMinimum: 0 }),
+    capacity: Type.Integer({ minimum: 1 }),
+    key_selector: Type.String({ pattern: '^(ip|jwt\\.claims\\.[A-Za-z0-9_:.-]+)$' })
+  },
+  { additionalProperties: false }
+)
+export type BucketPolicy = Static<typeof BucketPolicySchema>
+
+/** BUCKETS_FILE: a JSON array of policies, each naming the action it applies to. */
+const PoliciesFile = Type.Array(
+  Type.Object(
+    {
+      action: Type.Enum([...ACTIONS]),
+      bucket_name: BucketPolicySchema.properties.bucket_name,
+      refill_rate: BucketPolicySchema.properties.refill_rate,
+      capacity: BucketPolicySchema.properties.capacity,
+      key_selector: BucketPolicySchema.properties.key_selector
+    },
+    { additionalProperties: false }
+  )
+)
+const checkFile = Compile(PoliciesFile)
+
+/** The seed policy: every action gets it unless BUCKETS_FILE says otherwise. */
+export const DEFAULT_POLICY: BucketPolicy = {
+  bucket_name: 'moltbook-agent-bucket',
+  refill_rate: 20,
+  capacity: 40,
+  key_selector: 'jwt.claims.agent_id'
+}
+
+export type Policies = Record<Action, BucketPolicy>
+
+/** Validates the parsed content of a BUCKETS_FILE; `source` names it in errors. */
+export function parsePolicies(data: unknown, source = 'BUCKETS_FILE'): Policies {
+  if (!checkFile.Check(data)) {
+    const first = checkFile.Errors(data)[0]
+    const where = first?.instancePath ? ` at ${first.instancePath}` : ''
+    const allowed = first && 'allowedValues' in first.params ? first.params.allowedValues : undefined
+    const detail = Array.isArray(allowed) ? `must be one of ${allowed.join(', ')}` : (first?.message ?? 'is invalid')
+    throw new ConfigError(`Invalid configuration: ${source}${where} ${detail}`)
+  }
+  const policies: Policies = { rest: DEFAULT_POLICY, read: DEFAULT_POLICY, forward: DEFAULT_POLICY, delivery: DEFAULT_POLICY }
+  const seen = new Set<Action>()
+  for (const { action, ...policy } of data) {
+    if (seen.has(action)) throw new ConfigError(`Invalid configuration: ${source} lists action "${action}" twice`)
+    seen.add(action)
+    policies[action] = policy
+  }
+  return policies
+}
+
+/** The policies of BUCKETS_FILE (or the default for every action when unset). */
+export function loadPolicies(file: string | undefined): Policies {
+  if (!file) return parsePolicies([])
+  let data: unknown
+  try {
+    data = JSON.parse(readFileSync(file, 'utf8'))
+  } catch (err) {
+    throw new ConfigError(`Invalid configuration: BUCKETS_FILE ${file} cannot be read as JSON (${(err as Error).message})`)
+  }
+  return parsePolicies(data, `BUCKETS_FILE ${file}`)
+}
