@@ -11,6 +11,7 @@ import forwarder from '../plugins/forwarder.js'
 import health from '../plugins/health.js'
 import ingest from '../plugins/ingest.js'
 import ipLimit from '../plugins/ip-limit.js'
+import lease from '../plugins/lease.js'
 import metrics from '../plugins/metrics.js'
 import openclaw from '../plugins/openclaw.js'
 import redis from '../plugins/redis.js'
@@ -81,6 +82,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(events)
   await app.register(forwarder)
   await app.register(ingest)
+  await app.register(lease)
   await app.register(sseHub)
 
   await app.register(ratingRoute)
