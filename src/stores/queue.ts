@@ -139,6 +139,7 @@ export class RedisQueue implements ForwardQueue {
 
   async read(count: number, blockMs: number): Promise<QueueEntry[]> {
     await this.ensureGroup()
+    await this.connected(blockMs)
     try {
       const reclaimed = await this.reclaim(count)
       if (reclaimed.length) return reclaimed
@@ -169,6 +170,20 @@ export class RedisQueue implements ForwardQueue {
 
   close(): void {
     this.blocking.disconnect()
+  }
+
+  /** The blocking connection fails fast until it is up (no offline queue): wait for it, bounded. */
+  private connected(timeoutMs: number): Promise<void> {
+    if (this.blocking.status === 'ready') return Promise.resolve()
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        this.blocking.off('ready', done)
+        resolve()
+      }
+      const timer = setTimeout(done, timeoutMs)
+      this.blocking.once('ready', done)
+    })
   }
 
   /** Entries idle for the claim timeout (their consumer died), looked for at most every half timeout. */
