@@ -25,6 +25,8 @@ export interface TakeResult {
   resetMs: number
 }
 
+const EPSILON = 1e-9
+
 export function refill(state: BucketState | undefined, limits: BucketLimits, now: number): BucketState {
   if (!state) return { tokens: limits.capacity, updatedAt: now }
   const elapsed = Math.max(0, now - state.updatedAt)
@@ -34,15 +36,16 @@ export function refill(state: BucketState | undefined, limits: BucketLimits, now
 /** Takes `cost` tokens if they are there; either way reports what is left and when more come. */
 export function take(state: BucketState | undefined, limits: BucketLimits, now: number, cost = 1): TakeResult {
   const current = refill(state, limits, now)
-  const allowed = current.tokens >= cost
-  const tokens = allowed ? current.tokens - cost : current.tokens
+  // The epsilon absorbs float error, so a retry exactly at the advertised time succeeds.
+  const allowed = current.tokens >= cost - EPSILON
+  const tokens = allowed ? Math.max(0, current.tokens - cost) : current.tokens
   const next = { tokens, updatedAt: now }
   const perTokenMs = 1000 / limits.refillRate
   return {
     allowed,
     state: next,
     remaining: Math.floor(tokens),
-    retryAfterMs: tokens >= cost ? 0 : Math.ceil((cost - tokens) * perTokenMs),
+    retryAfterMs: tokens >= cost - EPSILON ? 0 : Math.ceil((cost - tokens) * perTokenMs),
     resetMs: Math.ceil((limits.capacity - tokens) * perTokenMs)
   }
 }

@@ -23,14 +23,15 @@ if tokens == nil or ts == nil then
 else
   tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate / 1000)
 end
+local epsilon = 1e-9
 local allowed = 0
-if tokens >= cost then
+if tokens >= cost - epsilon then
   allowed = 1
-  tokens = tokens - cost
+  tokens = math.max(0, tokens - cost)
 end
 local perToken = 1000 / rate
 local retryAfter = 0
-if tokens < cost then retryAfter = math.ceil((cost - tokens) * perToken) end
+if tokens < cost - epsilon then retryAfter = math.ceil((cost - tokens) * perToken) end
 local reset = math.ceil((capacity - tokens) * perToken)
 if reset > 0 then
   redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.17g', now))
