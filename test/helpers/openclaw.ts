@@ -1,6 +1,5 @@
-import { SignJWT } from 'jose'
 import { startOpenClaw, type OpenClawOptions, type OpenClawSimulator } from '../../src/simulators/openclaw.js'
-import { TEST_SECRET, type Teardown } from './app.js'
+import type { Teardown } from './app.js'
 
 /** A real OpenClaw simulator on a free port, closed when the test ends. */
 export async function startTestOpenClaw(t: Teardown, options: OpenClawOptions = {}): Promise<OpenClawSimulator> {
@@ -16,13 +15,3 @@ export function openclawEnv(sim: OpenClawSimulator, timeoutMs?: number): Record<
   return env
 }
 
-/** Authorization header of an HS256 token for a caller (sub = user, agent_id = agent). */
-export async function bearer(sub: string, agentId = sub): Promise<string> {
-  const jwt = await new SignJWT({ agent_id: agentId })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setIssuedAt()
-    .setExpirationTime('10m')
-    .sign(new TextEncoder().encode(TEST_SECRET))
-  return `Bearer ${jwt}`
-}

@@ -1,7 +1,11 @@
 import t from 'tap'
 import { personalize } from '../../src/simulators/openclaw.js'
 import { buildTestApp } from '../helpers/app.js'
-import { bearer, openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
+import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
+import { mint } from '../helpers/tokens.js'
+
+/** The Authorization header of a caller (sub = user, agent_id = agent). */
+const bearerOf = async (sub: string, agentId = sub) => `Bearer ${await mint({ sub, agent_id: agentId })}`
 
 const rating = { user_id: '12345', item_id: '98765', timestamp: 1721234567, rating: 4.7 }
 
@@ -11,7 +15,7 @@ t.test('a valid rating is forwarded as is and OpenClaw score event is the answer
   const res = await app.inject({
     method: 'POST',
     url: '/v1/rating',
-    headers: { authorization: await bearer('12345') },
+    headers: { authorization: await bearerOf('12345') },
     payload: rating
   })
   t.equal(res.statusCode, 200)
@@ -24,7 +28,7 @@ t.test('a valid rating is forwarded as is and OpenClaw score event is the answer
 t.test('bad bodies are 400 naming the field (413 when too big) and never reach OpenClaw', async (t) => {
   const sim = await startTestOpenClaw(t)
   const app = await buildTestApp(t, openclawEnv(sim))
-  const authorization = await bearer('12345')
+  const authorization = await bearerOf('12345')
   const post = (payload: string) =>
     app.inject({ method: 'POST', url: '/v1/rating', headers: { authorization, 'content-type': 'application/json' }, payload })
 
@@ -58,7 +62,7 @@ t.test('without OPENCLAW_URL the route answers 503, not 500', async (t) => {
   const res = await app.inject({
     method: 'POST',
     url: '/v1/rating',
-    headers: { authorization: await bearer('12345') },
+    headers: { authorization: await bearerOf('12345') },
     payload: rating
   })
   t.equal(res.statusCode, 503)
@@ -69,7 +73,7 @@ t.test('seed rate-limit test: 100 agents x 50 concurrent requests, 40 + 20/s eac
   const sim = await startTestOpenClaw(t)
   const app = await buildTestApp(t, openclawEnv(sim, 10000))
   const agents = Array.from({ length: 100 }, (_, i) => `burst-agent-${i}`)
-  const headers = await Promise.all(agents.map((agent) => bearer(`burst-user-${agent}`, agent)))
+  const headers = await Promise.all(agents.map((agent) => bearerOf(`burst-user-${agent}`, agent)))
 
   const bursts = await Promise.all(
     agents.map(async (agent, i) => {

@@ -3,12 +3,13 @@ import t from 'tap'
 import { UpstreamError } from '../../plugins/openclaw.js'
 import { personalize } from '../../src/simulators/openclaw.js'
 import { buildTestApp } from '../helpers/app.js'
-import { bearer, openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
+import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
+import { bearer, mint } from '../helpers/tokens.js'
 
 const rating = { user_id: 'u-up', item_id: 'i-up', timestamp: 1721234567, rating: 2.5 }
 
 async function post(app: FastifyInstance) {
-  return app.inject({ method: 'POST', url: '/v1/rating', headers: { authorization: await bearer('u-up') }, payload: rating })
+  return app.inject({ method: 'POST', url: '/v1/rating', headers: bearer(await mint({ sub: 'u-up', agent_id: 'a-up' })), payload: rating })
 }
 
 t.test('OpenClaw failures become 502 / 504 / 429 with SPEC error JSON', async (t) => {

@@ -1,0 +1,76 @@
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { ConfigError, loadConfig } from '../../src/config.js'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+
+t.test('defaults of SPEC 7', async (t) => {
+  const config = loadConfig({ JWT_SECRET: 's' })
+  t.match(config, {
+    PORT: 3000,
+    HOST: '0.0.0.0',
+    RATE_LIMIT_FAIL_MODE: 'local',
+    IP_RATE_LIMIT_MAX: 6000,
+    HISTORY_MAX: 1000,
+    HISTORY_TTL: 600,
+    DEDUP_TTL: 600,
+    LOG_LEVEL: 'info'
+  })
+  t.equal(config.REDIS_URL, undefined)
+  t.equal(loadConfig({ JWT_SECRET: 's', PORT: '8080' }).PORT, 8080, 'numbers come from strings')
+})
+
+t.test('a bad or missing value is a ConfigError naming the variable', async (t) => {
+  const cases: Array<[string, Record<string, string>, RegExp]> = [
+    ['no key source', {}, /JWT_SECRET/],
+    ['fail mode', { JWT_SECRET: 's', RATE_LIMIT_FAIL_MODE: 'maybe' }, /RATE_LIMIT_FAIL_MODE.*local, open, closed/],
+    ['port', { JWT_SECRET: 's', PORT: 'eighty' }, /PORT/],
+    ['OpenClaw without key', { JWT_SECRET: 's', OPENCLAW_URL: 'http://oc' }, /OPENCLAW_API_KEY/],
+    ['OpenClaw URL scheme', { JWT_SECRET: 's', OPENCLAW_URL: 'ftp://oc', OPENCLAW_API_KEY: 'k' }, /OPENCLAW_URL/],
+    ['feed without OpenClaw', { JWT_SECRET: 's', MOLTBOOK_URL: 'ws://mb' }, /OPENCLAW_URL/],
+    ['Redis URL scheme', { JWT_SECRET: 's', REDIS_URL: 'localhost:6379' }, /REDIS_URL/]
+  ]
+  for (const [name, env, variable] of cases) {
+    t.throws(() => loadConfig(env), { name: 'ConfigError', message: variable }, name)
+  }
+  t.ok(new ConfigError('x') instanceof Error)
+})
+
+/** Runs the real entry point (through the TypeScript loader) with only the given environment. */
+function start(env: Record<string, string>): Promise<{ code: number | null; stderr: string; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import=@tapjs/typescript/import', 'src/server.ts'], {
+      cwd: root,
+      env: { PATH: process.env.PATH ?? '', TS_NODE_TRANSPILE_ONLY: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk))
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk))
+    const timer = setTimeout(() => child.kill('SIGKILL'), 40_000)
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stderr, stdout })
+    })
+  })
+}
+
+t.test('the real entry stops with exit 1 and one line naming the variable', async (t) => {
+  const runs: Array<[string, Record<string, string>, RegExp]> = [
+    ['missing JWT_SECRET', {}, /JWT_SECRET/],
+    ['bad RATE_LIMIT_FAIL_MODE', { JWT_SECRET: 's', RATE_LIMIT_FAIL_MODE: 'maybe' }, /RATE_LIMIT_FAIL_MODE/]
+  ]
+  await Promise.all(
+    runs.map(async ([name, env, variable]) => {
+      const { code, stderr, stdout } = await start(env)
+      t.equal(code, 1, `${name}: exit code 1`)
+      const lines = `${stdout}${stderr}`.split('\n').filter(Boolean)
+      t.equal(lines.length, 1, `${name}: one line (${lines.join(' | ')})`)
+      t.match(lines[0], variable, `${name}: names the variable`)
+      t.notMatch(stderr, /\n\s+at /, `${name}: no stack trace`)
+    })
+  )
+})
