@@ -12,6 +12,10 @@ export interface RedisServer {
   stop(): Promise<void>
   /** Starts it again on the same port (after stop, or stops it first). */
   restart(): Promise<void>
+  /** Freezes the process (SIGSTOP): connections stay open, commands get no answer. */
+  pause(): void
+  /** Unfreezes it (SIGCONT). */
+  resume(): void
 }
 
 export interface RedisServerOptions {
@@ -71,6 +75,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     child = null
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return
     const exited = new Promise((resolve) => proc.once('exit', resolve))
+    proc.kill('SIGCONT') // a paused server handles SIGTERM only once resumed
     proc.kill('SIGTERM')
     await exited
   }
@@ -86,6 +91,8 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     async restart() {
       await stop()
       await start()
-    }
+    },
+    pause: () => void child?.kill('SIGSTOP'),
+    resume: () => void child?.kill('SIGCONT')
   }
 }
