@@ -76,7 +76,7 @@ async function login(user) {
 /** Paints the latest known scores so the page is not empty until the next event. */
 async function paintLatest(token) {
   const items = encodeURIComponent(catalog.items.join(','))
-  const scores = await fetchJson(`/v1/scores?items=${items}`, { headers: { authorization: `Bearer ${token}` } })
+  const { scores } = await fetchJson(`/v1/scores?items=${items}`, { headers: { authorization: `Bearer ${token}` } })
   for (const event of scores) show(event)
 }
 
