@@ -1,0 +1,19 @@
+import t from 'tap'
+import { memoryTicketStore } from '../../src/stores/tickets.js'
+
+const principal = { sub: 'u', agentId: 'a', scopes: [], claims: { sub: 'u', agent_id: 'a' } }
+
+t.test('memory tickets are single use and bounded (oldest dropped first)', async (t) => {
+  const store = memoryTicketStore(2)
+  t.teardown(() => store.close())
+  const first = await store.issue(principal, 30)
+  const second = await store.issue(principal, 30)
+  t.match(second, /^[A-Za-z0-9_-]{43}$/)
+  t.not(first, second)
+  const third = await store.issue(principal, 30)
+  t.equal(await store.redeem(first), null, 'the oldest made room')
+  t.same(await store.redeem(second), principal)
+  t.equal(await store.redeem(second), null, 'second redeem fails')
+  t.same(await store.redeem(third), principal)
+  t.equal(await store.redeem('nope'), null)
+})
