@@ -41,7 +41,7 @@ export default fp(
       : new MemoryEventStore(limits)
 
     const listeners = new Set<(event: StoredEvent) => void>()
-    store.start((event) => {
+    await store.start((event) => {
       for (const listener of listeners) {
         try {
           listener(event)

@@ -1,3 +1,49 @@
 import type { FastifyInstance } from 'fastify'
-// PLACEHOLDER: replaced by the work that owns this route.
-export default async function (_app: FastifyInstance) {}
+import { Type, type Static } from 'typebox'
+import { isEventId } from '../../src/domain/event-id.js'
+import { HttpError } from '../../src/errors.js'
+
+const Query = Type.Object(
+  {
+    items: Type.Optional(Type.String({ minLength: 1, maxLength: 8192, description: 'Comma-separated item ids' })),
+    lastEventId: Type.Optional(Type.String({ description: 'Resume after this id (like the Last-Event-ID header)' })),
+    ticket: Type.Optional(Type.String({ description: 'Single-use ticket from POST /v1/sse-tickets' }))
+  },
+  { additionalProperties: false }
+)
+
+const ErrorJson = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() })
+
+/** Splits `a,b,c`, dropping empty parts; null when the query did not narrow. */
+export function parseItems(value: string | undefined): string[] | null {
+  if (value === undefined) return null
+  const items = value.split(',').map((s) => s.trim()).filter(Boolean)
+  return items.length ? items : null
+}
+
+/** SPEC 4: the caller's score events as Server-Sent Events, resumable with Last-Event-ID. */
+export default async function (app: FastifyInstance) {
+  app.get<{ Querystring: Static<typeof Query> }>(
+    '/events/personalized-rating',
+    {
+      config: { stream: true },
+      schema: {
+        summary: 'SSE stream of personalized score events (JWT header, cookie or ticket)',
+        querystring: Query,
+        produces: ['text/event-stream'],
+        response: { 400: ErrorJson, 401: ErrorJson, 429: ErrorJson, 503: ErrorJson },
+        security: [{ bearer: [] }]
+      }
+    },
+    async (request, reply) => {
+      const header = request.headers['last-event-id']
+      const lastEventId = (typeof header === 'string' && header !== '' ? header : request.query.lastEventId) || null
+      if (lastEventId !== null && !isEventId(lastEventId)) {
+        const field = typeof header === 'string' && header !== '' ? 'headers/last-event-id' : 'querystring/lastEventId'
+        throw new HttpError(400, `${field} must be an event id (<ms>-<seq>)`)
+      }
+      await app.sseHub.open(request, reply, { items: parseItems(request.query.items), lastEventId })
+      return reply
+    }
+  )
+}

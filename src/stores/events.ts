@@ -32,8 +32,8 @@ export interface EventStore {
   publish(event: ScoreEvent): Promise<string>
   replay(userId: string | null, afterId: string): Promise<Replay>
   latest(userId: string, items: string[]): Promise<ScoreEvent[]>
-  /** Starts the fan-out reader; `onEvent` gets every event published by any replica. */
-  start(onEvent: (event: StoredEvent) => void): void
+  /** Starts the fan-out reader; `onEvent` gets every event published by any replica from now on. */
+  start(onEvent: (event: StoredEvent) => void): Promise<void>
   /** Sends a canary through the fan-out path: null once it came back, else the reason. */
   canary(timeoutMs: number): Promise<string | null>
   close(): Promise<void>
@@ -82,7 +82,7 @@ export class MemoryEventStore implements EventStore {
     return items.flatMap((item) => scores?.get(item) ?? [])
   }
 
-  start(onEvent: (event: StoredEvent) => void): void {
+  async start(onEvent: (event: StoredEvent) => void): Promise<void> {
     this.onEvent = onEvent
   }
 
@@ -262,20 +262,25 @@ export class RedisEventStore implements EventStore {
     return values.flatMap((value) => (value ? [fromMember(value).event] : []))
   }
 
-  start(onEvent: (event: StoredEvent) => void): void {
+  async start(onEvent: (event: StoredEvent) => void): Promise<void> {
     this.onEvent = onEvent
-    this.loop = this.read()
+    // The stream's end as of now, on the ready main connection: the reader's own connection may
+    // still be connecting, and an event published meanwhile must not be skipped.
+    const start = await this.newestId().catch(() => null)
+    this.loop = this.read(start)
+  }
+
+  private async newestId(): Promise<string> {
+    const newest = await this.redis.xrevrange(this.keys.events, '+', '-', 'COUNT', 1)
+    return newest[0]?.[0] ?? '0-0'
   }
 
   /** The fan-out reader: from the stream's end at start, then from the last id seen, forever. */
-  private async read(): Promise<void> {
-    let last: string | null = null
+  private async read(start: string | null): Promise<void> {
+    let last = start
     while (!this.stopped) {
       try {
-        if (last === null) {
-          const newest = await this.reader.xrevrange(this.keys.events, '+', '-', 'COUNT', 1)
-          last = newest[0]?.[0] ?? '0-0'
-        }
+        last ??= await this.newestId()
         const batches: [string, [string, string[]][]][] | null = await this.reader.xread('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', this.keys.events, last)
         for (const [, entries] of batches ?? []) {
           for (const [id, fields] of entries) {

@@ -1,0 +1,102 @@
+import type { ClientContext, Result } from 'ioredis'
+import type { RedisClient } from '../../plugins/redis.js'
+import type { Keys } from './keys.js'
+
+export interface SlotResult {
+  acquired: boolean
+  /** When refused: milliseconds until the oldest slot expires at the latest. */
+  retryAfterMs: number
+}
+
+/**
+ * Open SSE streams per agent, counted across replicas. A slot is held for `ttlMs` and refreshed
+ * by its stream's heartbeat, so the slots of a replica that died expire by themselves.
+ */
+export interface StreamSlots {
+  acquire(agentId: string, streamId: string, cap: number, ttlMs: number): Promise<SlotResult>
+  refresh(agentId: string, streamId: string, ttlMs: number): Promise<void>
+  release(agentId: string, streamId: string): Promise<void>
+}
+
+export class MemoryStreamSlots implements StreamSlots {
+  private readonly agents = new Map<string, Map<string, number>>()
+
+  async acquire(agentId: string, streamId: string, cap: number, ttlMs: number): Promise<SlotResult> {
+    const now = performance.now()
+    const slots = this.agents.get(agentId) ?? new Map<string, number>()
+    this.agents.set(agentId, slots)
+    for (const [id, expiry] of slots) if (expiry <= now) slots.delete(id)
+    if (slots.size >= cap && !slots.has(streamId)) {
+      return { acquired: false, retryAfterMs: Math.min(...slots.values()) - now }
+    }
+    slots.set(streamId, now + ttlMs)
+    return { acquired: true, retryAfterMs: 0 }
+  }
+
+  async refresh(agentId: string, streamId: string, ttlMs: number): Promise<void> {
+    const slots = this.agents.get(agentId)
+    if (slots?.has(streamId)) slots.set(streamId, performance.now() + ttlMs)
+  }
+
+  async release(agentId: string, streamId: string): Promise<void> {
+    const slots = this.agents.get(agentId)
+    slots?.delete(streamId)
+    if (slots?.size === 0) this.agents.delete(agentId)
+  }
+}
+
+/** KEYS[1] sorted set of stream ids scored by expiry (ms, Redis TIME); ARGV: id, cap, ttl ms. */
+const ACQUIRE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local cap = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= cap then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, tonumber(oldest[2]) - now}
+end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ttl)
+return {1, 0}
+`
+
+/** Refresh only a slot still held (XX): a stream whose slot expired does not squeeze back in over the cap. */
+const REFRESH = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+`
+
+declare module 'ioredis' {
+  interface RedisCommander<Context extends ClientContext> {
+    moltbridgeSlotAcquire(key: string, streamId: string, cap: number, ttlMs: number): Result<[number, number], Context>
+    moltbridgeSlotRefresh(key: string, streamId: string, ttlMs: number): Result<number, Context>
+  }
+}
+
+export class RedisStreamSlots implements StreamSlots {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: Keys
+  ) {
+    redis.defineCommand('moltbridgeSlotAcquire', { numberOfKeys: 1, lua: ACQUIRE })
+    redis.defineCommand('moltbridgeSlotRefresh', { numberOfKeys: 1, lua: REFRESH })
+  }
+
+  async acquire(agentId: string, streamId: string, cap: number, ttlMs: number): Promise<SlotResult> {
+    const [acquired, retryAfterMs] = await this.redis.moltbridgeSlotAcquire(this.keys.streams(agentId), streamId, cap, ttlMs)
+    return { acquired: acquired === 1, retryAfterMs }
+  }
+
+  async refresh(agentId: string, streamId: string, ttlMs: number): Promise<void> {
+    await this.redis.moltbridgeSlotRefresh(this.keys.streams(agentId), streamId, ttlMs)
+  }
+
+  async release(agentId: string, streamId: string): Promise<void> {
+    await this.redis.zrem(this.keys.streams(agentId), streamId)
+  }
+}
