@@ -1,0 +1,137 @@
+/**
+ * Child process of the benchmark: hosts one server under test at a time, so its CPU and
+ * memory are measured apart from the load generators. Commands arrive over IPC.
+ */
+import rateLimit from '@fastify/rate-limit'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
+import { createServer, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { Pool } from 'undici'
+import { buildApp } from '../src/app.js'
+import { loadConfig } from '../src/config.js'
+import type { ScoreEvent } from '../src/domain/rating.js'
+import { MemoryBucketStore, RedisBucketStore, type BucketStore } from '../src/stores/buckets.js'
+import { DEFAULT_POLICY } from '../src/policies.js'
+
+export type HostCommand =
+  | { cmd: 'gateway'; env: Record<string, string> }
+  | { cmd: 'bare-proxy'; openclawUrl: string; apiKey: string }
+  | { cmd: 'bucket'; kind: 'moltbridge-redis' | 'moltbridge-memory' | 'rate-limit-redis'; redisUrl: string; prefix: string }
+  | { cmd: 'raw-sse' }
+  | { cmd: 'publish'; events: ScoreEvent[] }
+  | { cmd: 'rss' }
+  | { cmd: 'stop' }
+
+let close: () => Promise<void> = async () => {}
+let publish: (event: ScoreEvent) => void = () => {}
+
+const portOf = (address: AddressInfo | string | null) => (address as AddressInfo).port
+
+async function listen(app: FastifyInstance): Promise<string> {
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  return `http://127.0.0.1:${portOf(app.server.address())}`
+}
+
+/** The baseline for the REST path: a bare Fastify route proxying to the same OpenClaw. */
+async function bareProxy(openclawUrl: string, apiKey: string): Promise<string> {
+  const pool = new Pool(openclawUrl, { connections: 32 })
+  const app = Fastify()
+  app.post('/v1/rating', async (request, reply) => {
+    const res = await pool.request({
+      path: '/v1/rating',
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify(request.body)
+    })
+    reply.code(res.statusCode).type('application/json')
+    return res.body.text()
+  })
+  close = async () => {
+    await app.close()
+    await pool.close()
+  }
+  return listen(app)
+}
+
+/** One decision per request, same key spread over 1000 agents, with each limiter under test. */
+async function bucketServer(kind: string, redisUrl: string, prefix: string): Promise<string> {
+  const policy = { ...DEFAULT_POLICY, capacity: 1_000_000_000, refill_rate: 1_000_000 }
+  const redis = new Redis(redisUrl)
+  let n = 0
+  const agent = () => `${prefix}-agent-${n++ % 1000}`
+  const app = Fastify()
+  if (kind === 'rate-limit-redis') {
+    await app.register(rateLimit, { max: 1_000_000_000, timeWindow: 60_000, redis, nameSpace: `${prefix}:rl:`, keyGenerator: agent })
+  } else {
+    const store: BucketStore = kind === 'moltbridge-redis' ? new RedisBucketStore(redis) : new MemoryBucketStore()
+    app.addHook('onRequest', async (_request, reply) => {
+      const decision = await store.take(`${prefix}:{a:${agent()}}:bucket:bench`, policy)
+      if (!decision.allowed) return reply.code(429).send({ statusCode: 429 })
+    })
+  }
+  app.get('/', async () => ({ ok: true }))
+  close = async () => {
+    await app.close()
+    redis.disconnect()
+  }
+  return listen(app)
+}
+
+/** The baseline for SSE: a raw node:http server writing the same events to every stream. */
+async function rawSse(): Promise<string> {
+  const streams = new Set<ServerResponse>()
+  let id = 0
+  const server = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' })
+    res.write('retry: 2000\n\n')
+    streams.add(res)
+    req.on('close', () => streams.delete(res))
+  })
+  publish = (event) => {
+    const message = `id: ${++id}\ndata: ${JSON.stringify(event)}\n\n`
+    for (const res of streams) res.write(message)
+  }
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  close = async () => {
+    for (const res of streams) res.destroy()
+    await new Promise((resolve) => server.close(resolve))
+  }
+  return `http://127.0.0.1:${portOf(server.address())}`
+}
+
+async function gateway(env: Record<string, string>): Promise<string> {
+  const app = await buildApp(loadConfig(env))
+  publish = (event) => void app.events.publish(event, 'rest')
+  close = () => app.close()
+  return listen(app)
+}
+
+process.on('message', async (message: HostCommand) => {
+  const reply = (value: unknown) => process.send?.(value)
+  try {
+    switch (message.cmd) {
+      case 'gateway':
+        return reply({ url: await gateway(message.env) })
+      case 'bare-proxy':
+        return reply({ url: await bareProxy(message.openclawUrl, message.apiKey) })
+      case 'bucket':
+        return reply({ url: await bucketServer(message.kind, message.redisUrl, message.prefix) })
+      case 'raw-sse':
+        return reply({ url: await rawSse() })
+      case 'publish':
+        for (const event of message.events) publish(event)
+        return reply({ ok: true })
+      case 'rss':
+        globalThis.gc?.()
+        return reply({ rss: process.memoryUsage().rss })
+      case 'stop':
+        await close()
+        close = async () => {}
+        return reply({ ok: true })
+    }
+  } catch (err) {
+    reply({ error: (err as Error).message })
+  }
+})
+process.on('disconnect', () => void close().finally(() => process.exit(0)))

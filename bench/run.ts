@@ -1,0 +1,393 @@
+/**
+ * `npm run bench [-- --quick]`: one report comparing, in the same run on this machine,
+ * moltbridge against what a user would otherwise run (bare Fastify proxy, @fastify/rate-limit,
+ * a raw node:http SSE server). Servers under test run in a child process (bench/host.ts), SSE
+ * clients in another (bench/sse-clients.ts); everything on loopback and bounded in time.
+ */
+import autocannon from 'autocannon'
+import { fork, type ChildProcess } from 'node:child_process'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { SignJWT } from 'jose'
+import { Redis } from 'ioredis'
+import type { ScoreEvent } from '../src/domain/rating.js'
+import { startMoltbook } from '../src/simulators/moltbook.js'
+import { startOpenClaw } from '../src/simulators/openclaw.js'
+import type { ClientsReport } from './sse-clients.js'
+import type { HostCommand } from './host.js'
+import { summarize, type Summary } from './stats.js'
+
+const quick = process.argv.includes('--quick')
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const SECRET = 'moltbridge-bench-secret-0123456789abcdef'
+const PREFIX = `mbbench-${process.pid}`
+const here = (file: string) => fileURLToPath(new URL(file, import.meta.url))
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+// ---- plumbing ---------------------------------------------------------------------------
+
+class Child {
+  readonly process: ChildProcess
+  constructor(file: string, execArgv: string[] = []) {
+    this.process = fork(here(file), { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  }
+  ask<T>(message: unknown): Promise<T> {
+    return new Promise((resolve, reject) => {
+      this.process.once('message', (answer: T & { error?: string }) =>
+        answer.error ? reject(new Error(answer.error)) : resolve(answer)
+      )
+      this.process.send(message as object)
+    })
+  }
+  stop(): void {
+    this.process.disconnect()
+  }
+}
+
+const host = (cmd: HostCommand, child: Child) => child.ask<{ url: string; rss: number }>(cmd)
+
+/** A progress line on stderr while a step runs (the report itself goes to stdout). */
+async function step<T>(label: string, run: () => Promise<T>): Promise<T> {
+  const started = Date.now()
+  const elapsed = () => ((Date.now() - started) / 1000).toFixed(0)
+  // On a terminal the line counts seconds in place; in a CI log, one line every 10 s.
+  const tty = process.stderr.isTTY
+  const tick = setInterval(
+    () => process.stderr.write(tty ? `\r[bench] ${label} … ${elapsed()} s ` : `[bench] ${label} … ${elapsed()} s\n`),
+    tty ? 1000 : 10_000
+  )
+  process.stderr.write(`[bench] ${label} …${tty ? '' : '\n'}`)
+  try {
+    return await run()
+  } finally {
+    clearInterval(tick)
+    process.stderr.write(`${tty ? '\r' : ''}[bench] ${label}: done in ${((Date.now() - started) / 1000).toFixed(1)} s\n`)
+  }
+}
+
+interface Load {
+  rps: number
+  p50: number
+  p99: number
+  non2xx: number
+}
+
+async function cannon(url: string, options: Partial<autocannon.Options> = {}): Promise<Load> {
+  const result = await autocannon({ url, connections: 50, duration: quick ? 3 : 10, ...options })
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx }
+}
+
+async function token(sub: string, agent: string, scope?: string): Promise<string> {
+  return new SignJWT({ sub, agent_id: agent, ...(scope ? { scope } : {}) })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setExpirationTime('2h')
+    .sign(new TextEncoder().encode(SECRET))
+}
+
+/** Bucket policies generous enough that the benchmark measures the work, not the limit. */
+function benchPolicies(): string {
+  const dir = mkdtempSync(join(os.tmpdir(), 'mb-bench-'))
+  const file = join(dir, 'buckets.json')
+  const big = { refill_rate: 1_000_000, capacity: 1_000_000, key_selector: 'jwt.claims.agent_id' }
+  writeFileSync(file, JSON.stringify(['rest', 'read', 'forward', 'delivery'].map((action) => ({ action, bucket_name: action, ...big }))))
+  return file
+}
+
+function gatewayEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    JWT_SECRET: SECRET,
+    REDIS_URL,
+    KEY_PREFIX: `${PREFIX}-${Math.random().toString(36).slice(2, 8)}`,
+    LOG_LEVEL: 'silent',
+    IP_RATE_LIMIT_MAX: '0',
+    BUCKETS_FILE: benchPolicies(),
+    SSE_MAX_STREAMS_PER_AGENT: '100000',
+    SSE_MAX_UNSENT_BYTES: String(64 * 1024 * 1024),
+    ...extra
+  }
+}
+
+async function cleanup(): Promise<void> {
+  const redis = new Redis(REDIS_URL)
+  let cursor = '0'
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${PREFIX}*`, 'COUNT', 1000)
+    cursor = next
+    if (keys.length) await redis.del(...keys)
+  } while (cursor !== '0')
+  redis.disconnect()
+}
+
+// ---- scenarios --------------------------------------------------------------------------
+
+interface Row {
+  scenario: string
+  moltbridge: string
+  baseline: string
+  ratio: number
+  target: string
+  met: boolean
+}
+const rows: Row[] = []
+const figures: Record<string, unknown> = {}
+const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a')
+
+async function restProxy(): Promise<void> {
+  const openclaw = await startOpenClaw({ apiKey: 'bench-key' })
+  const child = new Child('host.js')
+  const body = JSON.stringify({ user_id: 'u1', item_id: 'i1', timestamp: 1721234567, rating: 4.5 })
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${await token('bench-user', 'bench-agent')}` }
+  try {
+    const { url: gw } = await host({ cmd: 'gateway', env: gatewayEnv({ OPENCLAW_URL: openclaw.url, OPENCLAW_API_KEY: 'bench-key' }) }, child)
+    const gateway = await step('POST /v1/rating through moltbridge', () => cannon(`${gw}/v1/rating`, { method: 'POST', body, headers }))
+    await host({ cmd: 'stop' }, child)
+    const { url: bare } = await host({ cmd: 'bare-proxy', openclawUrl: openclaw.url, apiKey: 'bench-key' }, child)
+    const baseline = await step('POST /v1/rating through a bare Fastify proxy', () => cannon(`${bare}/v1/rating`, { method: 'POST', body, headers }))
+    const ratio = gateway.rps / baseline.rps
+    figures.rest = { gateway, baseline, ratio }
+    rows.push({
+      scenario: 'POST /v1/rating req/s (p50/p99 ms): gateway (JWT + Redis bucket + proxy) vs bare Fastify proxy',
+      moltbridge: `${fmt(gateway.rps)} (${gateway.p50}/${gateway.p99})${gateway.non2xx ? ` ${gateway.non2xx} non-2xx` : ''}`,
+      baseline: `${fmt(baseline.rps)} (${baseline.p50}/${baseline.p99})`,
+      ratio,
+      target: '≥ 0.6×',
+      met: ratio >= 0.6
+    })
+  } finally {
+    child.stop()
+    await openclaw.close()
+  }
+}
+
+async function bucketDecisions(): Promise<void> {
+  const child = new Child('host.js')
+  const results: Record<string, Load> = {}
+  try {
+    for (const kind of ['moltbridge-redis', 'moltbridge-memory', 'rate-limit-redis'] as const) {
+      const { url } = await host({ cmd: 'bucket', kind, redisUrl: REDIS_URL, prefix: `${PREFIX}-${kind}` }, child)
+      results[kind] = await step(`bucket decisions: ${kind}`, () => cannon(url))
+      await host({ cmd: 'stop' }, child)
+    }
+  } finally {
+    child.stop()
+  }
+  const ours = results['moltbridge-redis']
+  const theirs = results['rate-limit-redis']
+  const ratio = ours.rps / theirs.rps
+  figures.buckets = { ...results, ratio }
+  rows.push({
+    scenario: 'bucket decisions req/s: moltbridge Redis store (memory store) vs @fastify/rate-limit Redis store',
+    moltbridge: `${fmt(ours.rps)} (memory ${fmt(results['moltbridge-memory'].rps)})`,
+    baseline: fmt(theirs.rps),
+    ratio,
+    target: '≥ 1.0×',
+    met: ratio >= 1
+  })
+}
+
+/** Ratings per second from Moltbook to 1,000 subscribers, each watching its own user. */
+async function feedToSse(): Promise<void> {
+  const subscribers = quick ? 300 : 1000
+  const rate = 1000
+  const seconds = quick ? 3 : 10
+  const moltbook = await startMoltbook({ rate: 0 })
+  const openclaw = await startOpenClaw({ apiKey: 'bench-key' })
+  const child = new Child('host.js')
+  const clients = new Child('sse-clients.js')
+  try {
+    const env = gatewayEnv({ MOLTBOOK_URL: moltbook.url, OPENCLAW_URL: openclaw.url, OPENCLAW_API_KEY: 'bench-key' })
+    const { url } = await host({ cmd: 'gateway', env }, child)
+    const users = Array.from({ length: subscribers }, (_, i) => `fu${i}`)
+    const tokens = await Promise.all(users.map((u) => token(u, u)))
+    const opened = await clients.ask<ClientsReport & { type: 'open' }>({
+      cmd: 'open',
+      command: { url: `${url}/events/personalized-rating`, tokens, openBatch: 100 }
+    })
+    const last = new Map<string, number>()
+    const pending: number[] = []
+    let received = 0
+    let sent = 0
+    await step(`feed→SSE: ${rate} ratings/s for ${seconds} s to ${opened.opened} subscribers`, async () => {
+      const perTick = rate / 100
+      const end = Date.now() + seconds * 1000
+      while (Date.now() < end) {
+        const batch = []
+        for (let i = 0; i < perTick; i++) {
+          const user = users[sent++ % users.length]
+          const timestamp = Math.max(Date.now(), (last.get(user) ?? 0) + 1) // unique per user, ms
+          last.set(user, timestamp)
+          batch.push({ user_id: user, item_id: `item${sent % 20}`, timestamp, rating: 3 })
+        }
+        moltbook.send(batch)
+        await sleep(10)
+      }
+      // Let the pipeline finish: bounded wait for everything to arrive.
+      for (let i = 0; i < 100; i++) {
+        const probe = await clients.ask<ClientsReport & { type: 'stats' }>({ cmd: 'stats' })
+        pending.push(...probe.latencies)
+        received += probe.received
+        if (received >= sent) break
+        await sleep(100)
+      }
+    })
+    const latency = summarize(pending)
+    const lost = Math.max(0, sent - received)
+    figures.feedToSse = { subscribers: opened.opened, sent, received, lost, latency }
+    rows.push({
+      scenario: `feed→SSE latency ms at ${rate} ratings/s, ${opened.opened} subscribers (p50/p95/p99/max), lost`,
+      moltbridge: `${fmt(latency.p50)}/${fmt(latency.p95)}/${fmt(latency.p99)}/${fmt(latency.max)}, lost ${lost} of ${sent}`,
+      baseline: '—',
+      ratio: latency.p99,
+      target: 'p99 < 50 ms, 0 lost',
+      met: latency.p99 < 50 && lost === 0
+    })
+  } finally {
+    clients.stop()
+    child.stop()
+    await moltbook.close()
+    await openclaw.close()
+  }
+}
+interface FanOut {
+  streams: number
+  perConnectionBytes: number
+  deliveriesPerSecond: number
+  latency: Summary
+  delivered: number
+  expected: number
+}
+
+/** Opens `streams` idle streams (memory per connection), then a burst of events to all of them. */
+async function fanOutOnce(kind: 'gateway' | 'raw', streams: number, events: number): Promise<FanOut> {
+  const child = new Child('host.js', ['--expose-gc'])
+  const clients = new Child('sse-clients.js')
+  try {
+    const { url } =
+      kind === 'gateway' ? await host({ cmd: 'gateway', env: gatewayEnv() }, child) : await host({ cmd: 'raw-sse' }, child)
+    const path = kind === 'gateway' ? '/events/personalized-rating' : '/sse'
+    const tokens = await Promise.all(Array.from({ length: streams }, (_, i) => token(`fan${i}`, `fan-agent${i}`, 'ratings:all')))
+    await sleep(300)
+    const before = (await host({ cmd: 'rss' }, child)).rss
+    const opened = await clients.ask<ClientsReport & { type: 'open' }>({
+      cmd: 'open',
+      command: { url: url + path, tokens, openBatch: 200 }
+    })
+    await sleep(500)
+    const after = (await host({ cmd: 'rss' }, child)).rss
+    const started = Date.now()
+    const batch: ScoreEvent[] = Array.from({ length: events }, (_, i) => ({
+      user_id: `fan${i % 10}`,
+      item_id: `fan-item${i}`,
+      rating: 4,
+      timestamp: started
+    }))
+    await host({ cmd: 'publish', events: batch }, child)
+    const expected = opened.opened * events
+    let delivered = 0
+    const latencies: number[] = []
+    let finished = started
+    for (let i = 0; i < 300 && delivered < expected; i++) {
+      await sleep(100)
+      const stats = await clients.ask<ClientsReport & { type: 'stats' }>({ cmd: 'stats' })
+      finished = Math.max(finished, stats.lastAt)
+      delivered += stats.received
+      latencies.push(...stats.latencies)
+    }
+    const seconds = Math.max(0.001, (finished - started) / 1000)
+    return {
+      streams: opened.opened,
+      perConnectionBytes: (after - before) / Math.max(1, opened.opened),
+      deliveriesPerSecond: delivered / seconds,
+      latency: summarize(latencies),
+      delivered,
+      expected
+    }
+  } finally {
+    clients.stop()
+    child.stop()
+  }
+}
+
+async function fanOut(): Promise<void> {
+  const fdLimit = Number(process.env.BENCH_MAX_STREAMS ?? 10_000)
+  const sizes = quick ? [300] : [1000, 5000, fdLimit]
+  const events = quick ? 20 : 50
+  for (const streams of sizes) {
+    const ours = await step(`SSE fan-out: moltbridge, ${streams} streams × ${events} events`, () => fanOutOnce('gateway', streams, events))
+    const raw = await step(`SSE fan-out: raw node:http, ${streams} streams × ${events} events`, () => fanOutOnce('raw', streams, events))
+    const ratio = ours.deliveriesPerSecond / raw.deliveriesPerSecond
+    figures[`fanOut${streams}`] = { moltbridge: ours, raw, ratio }
+    rows.push({
+      scenario: `SSE fan-out to ${ours.streams} streams: deliveries/s (p99 ms), delivered`,
+      moltbridge: `${fmt(ours.deliveriesPerSecond)} (${fmt(ours.latency.p99)}), ${ours.delivered}/${ours.expected}`,
+      baseline: `${fmt(raw.deliveriesPerSecond)} (${fmt(raw.latency.p99)}), ${raw.delivered}/${raw.expected}`,
+      ratio,
+      target: '≥ 0.8×',
+      met: ratio >= 0.8
+    })
+    if (streams === sizes[0]) {
+      const memoryRatio = ours.perConnectionBytes / raw.perConnectionBytes
+      figures.memory = { streams: ours.streams, moltbridge: ours.perConnectionBytes, raw: raw.perConnectionBytes, ratio: memoryRatio }
+      rows.push({
+        scenario: `memory per idle SSE connection (RSS delta / ${ours.streams}), KiB`,
+        moltbridge: fmt(ours.perConnectionBytes / 1024, 1),
+        baseline: fmt(raw.perConnectionBytes / 1024, 1),
+        ratio: memoryRatio,
+        target: '≤ 1.3×',
+        met: memoryRatio <= 1.3
+      })
+    }
+  }
+}
+
+// ---- report -----------------------------------------------------------------------------
+
+function table(): string {
+  const lines = [
+    '| scenario | moltbridge | baseline | ratio | target | met |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...rows.map(
+      (r) => `| ${r.scenario} | ${r.moltbridge} | ${r.baseline} | ${r.baseline === '—' ? '—' : `${fmt(r.ratio, 2)}×`} | ${r.target} | ${r.met ? 'yes' : 'no'} |`
+    )
+  ]
+  return lines.join('\n')
+}
+
+async function main() {
+  const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${os.platform()}`
+  process.stderr.write(`[bench] ${quick ? 'quick' : 'full'} run on ${machine}\n`)
+  const scenarios: [string, () => Promise<void>][] = [
+    ['rest', restProxy],
+    ['buckets', bucketDecisions],
+    ['feedToSse', feedToSse],
+    ['fanOut', fanOut]
+  ]
+  const failed: string[] = []
+  for (const [name, run] of scenarios) {
+    try {
+      await run()
+    } catch (err) {
+      failed.push(name)
+      process.stderr.write(`\n[bench] ${name} failed: ${(err as Error).stack}\n`)
+    }
+  }
+  await cleanup()
+  const report = `Machine: ${machine}${quick ? ' (quick run)' : ''}\n\n${table()}\n`
+  process.stdout.write(`\n${report}`)
+  const dir = here('../../bench/results')
+  mkdirSync(dir, { recursive: true })
+  const file = join(dir, `${new Date().toISOString().slice(0, 10)}${quick ? '-quick' : ''}.json`)
+  writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), machine, quick, rows, figures }, null, 2) + '\n')
+  process.stderr.write(`[bench] wrote ${file}\n`)
+  // The benchmark asserts only that every scenario produced figures, never timings.
+  const empty = rows.filter((r) => r.moltbridge.includes('n/a'))
+  if (failed.length || empty.length) {
+    process.stderr.write(`[bench] missing figures: ${[...failed, ...empty.map((r) => r.scenario)].join('; ')}\n`)
+    process.exit(1)
+  }
+  process.exit(0)
+}
+
+await main()
