@@ -1,6 +1,6 @@
 import rateLimit from '@fastify/rate-limit'
 import fp from 'fastify-plugin'
-import { HttpError, errorBody } from '../src/errors.js'
+import { HttpError } from '../src/errors.js'
 
 /** Probes and scrapers (often one address for a whole fleet) are never throttled or counted. */
 const EXEMPT = new Set(['/healthz', '/readyz', '/metrics'])
@@ -18,7 +18,8 @@ export default fp(
     if (max === 0) return
 
     await app.register(rateLimit, {
-      global: true,
+      // Not per route: route-level hooks run after app-level ones, i.e. after auth's (see below).
+      global: false,
       max,
       timeWindow: WINDOW_MS,
       ...(app.redis ? { redis: app.redis, nameSpace: app.keys.ipLimit } : {}),
@@ -37,10 +38,9 @@ export default fp(
       }
     })
 
-    // Unknown routes count against the same limit, so probing for paths is no cheaper.
-    app.setNotFoundHandler({ preHandler: app.rateLimit() }, async (request, reply) =>
-      reply.code(404).send(errorBody(404, `Route ${request.method}:${request.url.split('?')[0]} not found`))
-    )
+    // An app-level onRequest hook, added before auth's: it runs first on every request, and
+    // also on unknown routes (404), so neither bad tokens nor path probing get past it.
+    app.addHook('onRequest', app.rateLimit())
   },
   { name: 'ip-limit', dependencies: ['redis'] }
 )

@@ -1,0 +1,55 @@
+import t from 'tap'
+import { buildTestApp, deletePrefix, uniquePrefix } from '../helpers/app.js'
+import { freePort } from '../helpers/redis-server.js'
+
+const badToken = { authorization: 'Bearer not.a.token' }
+
+for (const memory of [true, false]) {
+  t.test(`pre-auth per-IP limit (${memory ? 'memory' : 'redis'})`, async (t) => {
+    const app = await buildTestApp(t, { IP_RATE_LIMIT_MAX: '5' }, { memory })
+    const from = (ip: string, url = '/v1/rating') => app.inject({ method: 'POST', url, headers: badToken, remoteAddress: ip, payload: {} })
+
+    for (let i = 0; i < 3; i++) t.equal((await from('10.0.0.1')).statusCode, 401)
+    for (let i = 0; i < 2; i++) t.equal((await from('10.0.0.1', '/nope')).statusCode, 404, 'unknown routes count too')
+    const limited = await from('10.0.0.1')
+    t.equal(limited.statusCode, 429, 'refused before any signature check')
+    t.equal(limited.json().error, 'Too Many Requests')
+    t.same(Object.keys(limited.json()).sort(), ['error', 'message', 'statusCode'])
+    t.ok(Number(limited.headers['retry-after']) >= 1 && Number(limited.headers['retry-after']) <= 60)
+    t.equal(limited.headers['ratelimit-policy'], '"ip";q=5;w=60')
+    t.match(limited.headers.ratelimit, /^"ip";r=0;t=\d+$/)
+    t.equal((await from('10.0.0.1', '/nope')).statusCode, 429, 'a 404 probe is limited as well')
+    t.equal((await app.inject({ url: '/healthz', remoteAddress: '10.0.0.1' })).statusCode, 200, 'probes are exempt')
+    t.equal((await from('10.0.0.2')).statusCode, 401, 'another address has its own count')
+  })
+}
+
+t.test('behind a proxy the address comes from X-Forwarded-For', async (t) => {
+  const app = await buildTestApp(t, { IP_RATE_LIMIT_MAX: '2', TRUST_PROXY: 'true' }, { memory: true })
+  const from = (ip: string) =>
+    app.inject({ method: 'POST', url: '/v1/rating', headers: { ...badToken, 'x-forwarded-for': ip }, remoteAddress: '10.9.9.9', payload: {} })
+  await from('192.0.2.1')
+  await from('192.0.2.1')
+  t.equal((await from('192.0.2.1')).statusCode, 429)
+  t.equal((await from('192.0.2.2')).statusCode, 401, 'one proxy does not mean one client')
+})
+
+t.test('replicas on one Redis share the count', async (t) => {
+  const prefix = uniquePrefix()
+  t.teardown(() => deletePrefix(prefix))
+  const env = { IP_RATE_LIMIT_MAX: '4', KEY_PREFIX: prefix }
+  const [a, b] = [await buildTestApp(t, env), await buildTestApp(t, env)]
+  const codes: number[] = []
+  for (const app of [a, b, a, b, a]) codes.push((await app.inject({ url: '/nope', remoteAddress: '10.1.1.1' })).statusCode)
+  t.same(codes, [404, 404, 404, 404, 429])
+})
+
+t.test('0 turns it off; a Redis outage never blocks everyone', async (t) => {
+  const off = await buildTestApp(t, { IP_RATE_LIMIT_MAX: '0' }, { memory: true })
+  const offCodes = await Promise.all(Array.from({ length: 20 }, () => off.inject('/nope')))
+  t.ok(offCodes.every((r) => r.statusCode === 404))
+
+  const down = await buildTestApp(t, { IP_RATE_LIMIT_MAX: '1', REDIS_URL: `redis://127.0.0.1:${await freePort()}` })
+  const downCodes = await Promise.all(Array.from({ length: 3 }, () => down.inject('/nope')))
+  t.same(downCodes.map((r) => r.statusCode), [404, 404, 404], 'skipped while Redis is unreachable')
+})
