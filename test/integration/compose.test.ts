@@ -1,0 +1,100 @@
+import { execFile } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import t from 'tap'
+import { parse } from 'yaml'
+import { ROOT } from '../helpers/processes.js'
+
+// docker-compose.yml and the Dockerfile describe the replicated system (issue 5); with no Docker
+// here, this reads them as an operator would and checks that the pieces fit together.
+
+interface Service {
+  build?: unknown
+  image?: string
+  command?: string[]
+  environment?: Record<string, string>
+  ports?: string[]
+  volumes?: string[]
+  healthcheck?: { test: string[] | string }
+}
+
+const read = (file: string) => readFileSync(join(ROOT, file), 'utf8')
+const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, Service> }
+const services = compose.services
+const gateways = Object.entries(services).filter(([, s]) => s.environment?.JWT_SECRET !== undefined)
+const healthTest = (s: Service) => [s.healthcheck?.test ?? []].flat().join(' ')
+/** `${VAR:-default}` as compose resolves it with nothing set. */
+const resolved = (value: string | undefined) => value?.replace(/\$\{[A-Z_]+:-([^}]*)\}/g, '$1')
+
+t.test('services: redis, three gateway replicas, nginx, moltbook, openclaw, each with a healthcheck', async (t) => {
+  for (const name of ['redis', 'nginx', 'moltbook', 'openclaw']) t.ok(services[name], `${name} service`)
+  t.equal(gateways.length, 3, 'three gateway replicas')
+  for (const [name, s] of gateways) {
+    t.ok(s.build, `${name} is built from the Dockerfile`)
+    t.match(healthTest(s), /\/healthz/, `${name} healthcheck on /healthz`)
+    t.notOk(s.ports, `${name} is reached through nginx only`)
+  }
+  for (const name of ['redis', 'nginx', 'moltbook', 'openclaw']) t.ok(services[name].healthcheck, `${name} healthcheck`)
+  t.ok(services.nginx.ports?.some((p) => /:80$/.test(p)), 'nginx publishes its port 80')
+})
+
+t.test('the replicas point at the shared Redis and the simulators', async (t) => {
+  const moltbookPort = services.moltbook.environment?.PORT
+  const openclawPort = services.openclaw.environment?.PORT
+  for (const [name, s] of gateways) {
+    const env = s.environment ?? {}
+    t.equal(env.REDIS_URL, 'redis://redis:6379', `${name} REDIS_URL`)
+    t.equal(new URL(env.MOLTBOOK_URL).host, `moltbook:${moltbookPort}`, `${name} MOLTBOOK_URL`)
+    t.equal(new URL(env.OPENCLAW_URL).host, `openclaw:${openclawPort}`, `${name} OPENCLAW_URL`)
+    t.equal(resolved(env.OPENCLAW_API_KEY), resolved(services.openclaw.environment?.OPENCLAW_API_KEY), `${name} shares the OpenClaw key`)
+    t.ok(env.TRUST_PROXY, `${name} trusts the proxy for client addresses`)
+  }
+  for (const name of ['moltbook', 'openclaw']) {
+    const entry = services[name].command?.find((part) => part.endsWith('.js'))
+    t.ok(entry && existsSync(join(ROOT, entry.replace(/^dist\//, '').replace(/\.js$/, '.ts'))), `${name} runs a simulator that exists`)
+  }
+})
+
+t.test('nginx: the mounted config exists, balances over every replica, and is set up for SSE', async (t) => {
+  const mount = services.nginx.volumes?.find((v) => v.includes('nginx.conf'))
+  t.ok(mount, 'nginx mounts a config')
+  const source = mount!.split(':')[0]
+  t.ok(existsSync(join(ROOT, source)), `${source} exists`)
+  const conf = read(source)
+  for (const [name, s] of gateways) {
+    t.match(conf, new RegExp(`server ${name}:${s.environment?.PORT ?? 3000}\\b`), `upstream has ${name}`)
+  }
+  t.match(conf, /proxy_buffering off;/, 'no response buffering')
+  t.match(conf, /proxy_http_version 1\.1;/, 'HTTP/1.1 upstream')
+  t.match(conf, /proxy_set_header Connection "";/, 'upstream keep-alive (no Connection: close)')
+  t.match(conf, /keepalive \d+;/, 'idle upstream connections kept')
+  const timeout = /proxy_read_timeout (\d+)(h|m|s)?;/.exec(conf)
+  const seconds = timeout ? Number(timeout[1]) * ({ h: 3600, m: 60, s: 1 }[timeout[2] ?? 's'] ?? 1) : 0
+  t.ok(seconds >= 300, `proxy_read_timeout ${seconds} s is far above the SSE heartbeat`)
+})
+
+t.test('Dockerfile: multi-stage node:20-slim, production dependencies only, non-root, healthcheck', async (t) => {
+  const file = read('Dockerfile')
+  const stages = file.match(/^FROM node:20-slim/gm) ?? []
+  t.ok(stages.length >= 2, 'multi-stage on node:20-slim')
+  t.match(file, /npm ci --omit=dev/, 'runtime has production dependencies only')
+  t.match(file, /^USER (?!root)\S+/m, 'runs as a non-root user')
+  t.match(file, /^HEALTHCHECK .*healthz/ms, 'healthcheck on /healthz')
+  for (const [, from] of file.matchAll(/^COPY (?!--from)(\S+) /gm)) t.ok(existsSync(join(ROOT, from)), `COPY source ${from} exists`)
+})
+
+const exec = promisify(execFile)
+const composeInstalled = await exec('docker', ['compose', 'version']).then(
+  () => true,
+  () => false
+)
+
+t.test(
+  'docker compose config accepts the file',
+  { skip: composeInstalled ? false : 'docker compose is not installed here' },
+  async (t) => {
+    await exec('docker', ['compose', '-f', join(ROOT, 'docker-compose.yml'), 'config', '--quiet'], { cwd: ROOT })
+    t.pass('docker compose config')
+  }
+)
