@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { UpstreamError } from '../../plugins/openclaw.js'
 import { RatingSchema, ScoreEventSchema } from '../../src/domain/rating.js'
-import { retryAfterSeconds } from '../../src/domain/retry-after.js'
+import { retryAfterSeconds } from '../../src/domain/token-bucket.js'
 import { HttpError } from '../../src/errors.js'
 
 const ErrorSchema = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() })

@@ -10,8 +10,3 @@ export function parseRetryAfter(value: string | string[] | undefined, nowMs: num
   if (Number.isNaN(date)) return fallbackMs
   return Math.max(0, date - nowMs)
 }
-
-/** Whole seconds, at least 1, for a `Retry-After` we send (SPEC 3). */
-export function retryAfterSeconds(ms: number): number {
-  return Math.max(1, Math.ceil(ms / 1000))
-}

@@ -12,6 +12,8 @@ const rating = { user_id: '12345', item_id: '98765', timestamp: 1721234567, rati
 t.test('a valid rating is forwarded as is and OpenClaw score event is the answer', async (t) => {
   const sim = await startTestOpenClaw(t)
   const app = await buildTestApp(t, openclawEnv(sim))
+  const published: unknown[] = []
+  t.teardown(app.events.subscribe(({ event }) => published.push(event)))
   const res = await app.inject({
     method: 'POST',
     url: '/v1/rating',
@@ -23,6 +25,8 @@ t.test('a valid rating is forwarded as is and OpenClaw score event is the answer
   t.equal(sim.received.length, 1)
   t.equal(sim.received[0].authorization, `Bearer ${sim.apiKey}`)
   t.strictSame(sim.received[0].body, rating, 'exactly the four v1 fields reach OpenClaw')
+  for (let i = 0; i < 500 && published.length === 0; i++) await new Promise((r) => setTimeout(r, 20))
+  t.same(published, [personalize(rating)], 'the score event is published to SSE subscribers once')
 })
 
 t.test('bad bodies are 400 naming the field (413 when too big) and never reach OpenClaw', async (t) => {
@@ -71,7 +75,8 @@ t.test('without OPENCLAW_URL the route answers 503, not 500', async (t) => {
 
 t.test('seed rate-limit test: 100 agents x 50 concurrent requests, 40 + 20/s each', async (t) => {
   const sim = await startTestOpenClaw(t)
-  const app = await buildTestApp(t, openclawEnv(sim, 10000))
+  // A generous upstream deadline: 4000 forwards share a loaded 2-core machine, and this test is about the buckets.
+  const app = await buildTestApp(t, openclawEnv(sim, 60000))
   const agents = Array.from({ length: 100 }, (_, i) => `burst-agent-${i}`)
   const headers = await Promise.all(agents.map((agent) => bearerOf(`burst-user-${agent}`, agent)))
 
@@ -99,7 +104,8 @@ t.test('seed rate-limit test: 100 agents x 50 concurrent requests, 40 + 20/s eac
     totalAllowed += allowed
     const bound = 40 + Math.floor(20 * elapsedS) + 1
     if (allowed < 40 || allowed > bound || allowed + limited.length !== 50) {
-      t.fail(`${agent}: ${allowed} allowed, ${limited.length} limited in ${elapsedS.toFixed(2)} s (40..${bound})`)
+      const statuses = answers.map((a) => a.statusCode).join(',')
+      t.fail(`${agent}: ${allowed} allowed in ${elapsedS.toFixed(2)} s (40..${bound}); statuses ${statuses}`)
     }
     for (const a of answers) {
       if (!a.headers['ratelimit-policy'] || !a.headers['ratelimit']) {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseRetryAfter, retryAfterSeconds } from '../../src/domain/retry-after.js'
+import { parseRetryAfter } from '../../src/domain/retry-after.js'
 
 t.test('Retry-After in seconds or as an HTTP date', async (t) => {
   const now = Date.parse('2026-01-01T00:00:00Z')
@@ -10,11 +10,4 @@ t.test('Retry-After in seconds or as an HTTP date', async (t) => {
   t.equal(parseRetryAfter(undefined, now), 1000, 'absent: 1 s')
   t.equal(parseRetryAfter('soon', now), 1000, 'unreadable: 1 s')
   t.equal(parseRetryAfter(['2', '9'], now), 2000)
-})
-
-t.test('Retry-After we send is whole seconds, at least 1', async (t) => {
-  t.equal(retryAfterSeconds(0), 1)
-  t.equal(retryAfterSeconds(1), 1)
-  t.equal(retryAfterSeconds(1000), 1)
-  t.equal(retryAfterSeconds(1001), 2)
 })
