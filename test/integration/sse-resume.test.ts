@@ -1,0 +1,109 @@
+import type { FastifyInstance } from 'fastify'
+import { connect } from 'node:net'
+import t from 'tap'
+import { buildTestApp, listen, uniquePrefix } from '../helpers/app.js'
+import { bucketsFile, openStream, score, type SseClient } from '../helpers/sse.js'
+import { bearer, mint } from '../helpers/tokens.js'
+
+const PATH = '/events/personalized-rating'
+const itemOf = (e: { data: unknown }) => (e.data as { item_id: string }).item_id
+
+/** Publishes `count` events for `user` (item n-<i>) on `app`, a few at a time, while the test runs. */
+async function publishSlowly(app: FastifyInstance, user: string, count: number) {
+  const ids: string[] = []
+  for (let i = 0; i < count; i++) {
+    ids.push(await app.events.publish(score(user, `n-${i}`, 1, i), 'feed'))
+    if (i % 5 === 0) await new Promise((r) => setTimeout(r, 5))
+  }
+  return ids
+}
+
+/** Reads a stream until `n` events arrived, then drops it; returns the events it got. */
+async function readSome(client: SseClient, n: number) {
+  await client.waitFor(() => client.events().length >= n, 20000)
+  client.close()
+  await client.ended
+  return client.events()
+}
+
+for (const via of ['header', 'query'] as const) {
+  t.test(`Last-Event-ID by ${via}: nothing lost, nothing doubled while events keep flowing`, async (t) => {
+    const BUCKETS_FILE = await bucketsFile(t, { capacity: 10000, refill_rate: 10000 })
+    const app = await buildTestApp(t, { BUCKETS_FILE })
+    const url = await listen(app)
+    const token = await mint({ sub: 'kim', agent_id: 'ag-k' })
+    const first = await openStream(t, `${url}${PATH}`, bearer(token))
+    await first.waitFor((m) => m.length > 0)
+    const publishing = publishSlowly(app, 'kim', 300)
+    const got = await readSome(first, 50)
+    const last = got.at(-1)?.id ?? ''
+    const second =
+      via === 'header'
+        ? await openStream(t, `${url}${PATH}`, { ...bearer(token), 'last-event-id': last })
+        : await openStream(t, `${url}${PATH}?lastEventId=${encodeURIComponent(last)}`, bearer(token))
+    const ids = await publishing
+    await second.waitFor(() => second.events().at(-1)?.id === ids.at(-1), 20000)
+    const all = [...got, ...second.events()]
+    t.same(all.map((e) => e.id), ids, 'every id once, in order')
+    t.same(all.map(itemOf), ids.map((_, i) => `n-${i}`))
+  })
+}
+
+t.test('resume on a different replica misses nothing', async (t) => {
+  const BUCKETS_FILE = await bucketsFile(t, { capacity: 10000, refill_rate: 10000 })
+  const env = { KEY_PREFIX: uniquePrefix(), BUCKETS_FILE }
+  const a = await buildTestApp(t, env)
+  const b = await buildTestApp(t, env)
+  const [urlA, urlB] = [await listen(a), await listen(b)]
+  const token = await mint({ sub: 'lee', agent_id: 'ag-l' })
+  const first = await openStream(t, `${urlA}${PATH}`, bearer(token))
+  await first.waitFor((m) => m.length > 0)
+  const publishing = publishSlowly(a, 'lee', 200)
+  const got = await readSome(first, 40)
+  const second = await openStream(t, `${urlB}${PATH}`, { ...bearer(token), 'last-event-id': got.at(-1)?.id ?? '' })
+  const ids = await publishing
+  await second.waitFor(() => second.events().at(-1)?.id === ids.at(-1), 20000)
+  t.same([...got, ...second.events()].map((e) => e.id), ids)
+})
+
+t.test('a Last-Event-ID older than the history starts with a gap event', async (t) => {
+  const app = await buildTestApp(t, { HISTORY_MAX: '5' })
+  const url = await listen(app)
+  const ids: string[] = []
+  for (let i = 0; i < 10; i++) ids.push(await app.events.publish(score('max', `g-${i}`, 2, i), 'rest'))
+  const client = await openStream(t, `${url}${PATH}`, { ...bearer(await mint({ sub: 'max', agent_id: 'ag-m' })), 'last-event-id': ids[1] })
+  await client.waitFor(() => client.events().length === 5)
+  const gap = client.messages.find((m) => m.event === 'gap')
+  t.equal(gap?.data, ids[5], 'gap data: the oldest id still held')
+  t.ok(client.messages.indexOf(gap ?? {}) < client.messages.findIndex((m) => m.id), 'gap before the replay')
+  t.same(client.events().map((e) => e.id), ids.slice(5))
+
+  const recent = await openStream(t, `${url}${PATH}`, { ...bearer(await mint({ sub: 'max', agent_id: 'ag-m' })), 'last-event-id': ids[7] })
+  await recent.waitFor(() => recent.events().length === 2)
+  t.notOk(recent.messages.some((m) => m.event === 'gap'), 'no gap when the history covers it')
+})
+
+t.test('a socket that stops draining is closed once its unsent data passes the bound', async (t) => {
+  const BUCKETS_FILE = await bucketsFile(t, { capacity: 100000, refill_rate: 100000 })
+  const app = await buildTestApp(t, { BUCKETS_FILE, SSE_MAX_UNSENT_BYTES: '1024' })
+  const url = new URL(await listen(app))
+  const token = await mint({ sub: 'ned', agent_id: 'ag-n' })
+  const socket = connect(Number(url.port), '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  let closed = false
+  socket.on('close', () => (closed = true))
+  socket.on('error', () => {})
+  await new Promise((r) => socket.once('connect', r))
+  socket.write(`GET ${PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nAccept: text/event-stream\r\n\r\n`)
+  socket.pause() // never reads: the kernel buffers fill, then the gateway's
+  const slow = async () => (await app.metrics.sseClosed.get()).values.find((v) => v.labels.reason === 'slow_consumer')?.value ?? 0
+  const item = 'x'.repeat(100)
+  for (let i = 0; i < 200 && (await slow()) === 0; i++) {
+    await Promise.all(Array.from({ length: 250 }, (_, j) => app.events.publish(score('ned', `${item}-${i}-${j}`, 3, i), 'feed')))
+  }
+  t.equal(await slow(), 1, 'closed as slow_consumer')
+  t.equal((await app.metrics.sseOpen.get()).values[0]?.value, 0, 'no stream left open')
+  socket.resume()
+  for (let i = 0; !closed && i < 200; i++) await new Promise((r) => setTimeout(r, 50))
+  t.ok(closed, 'the client sees its connection end')
+})
