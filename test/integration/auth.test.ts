@@ -134,10 +134,16 @@ t.test('JWKS: a flood of unknown kids refetches at most once per cooldown; an un
   t.match(res.json(), { statusCode: 503, message: /signing keys/ })
 })
 
-t.test('public routes need no token; an unknown route stays 404', async (t) => {
+t.test('public routes need no token, the others need a Bearer header; an unknown route stays 404', async (t) => {
   const app = await buildTestApp(t)
   for (const url of ['/healthz', '/docs/json', '/metrics']) {
     t.equal((await app.inject(url)).statusCode, 200, url)
+  }
+  const cookie = `mb_session=${await mint()}`
+  for (const [method, url] of [['POST', '/v1/rating'], ['GET', '/v1/scores?items=a'], ['POST', '/v1/sse-tickets']] as const) {
+    const res = await app.inject({ method, url, headers: { cookie } })
+    t.equal(res.statusCode, 401, `${method} ${url} needs the header (a cookie is only for the stream)`)
+    t.equal(res.headers['www-authenticate'], 'Bearer realm="moltbridge"')
   }
   t.equal((await app.inject('/nope')).statusCode, 404)
   t.equal((await app.inject({ url: '/nope', headers: bearer('garbage') })).statusCode, 404)
