@@ -199,3 +199,24 @@ t.test('over HTTP: RateLimit headers on every answer, 429 with Retry-After, retr
   })
   t.equal(other.statusCode, 200, 'another agent has its own bucket')
 })
+
+t.test('a bad BUCKETS_FILE stops the start with a ConfigError naming it', async (t) => {
+  const file = await bucketsFile(t, [{ action: 'rest', bucket_name: 'x', refill_rate: -1, capacity: 1, key_selector: 'ip' }])
+  await t.rejects(buildTestApp(t, { BUCKETS_FILE: file }, { memory: true }), { name: 'ConfigError', message: /BUCKETS_FILE .* at \/0\/refill_rate/ })
+  await t.rejects(buildTestApp(t, { BUCKETS_FILE: '/nonexistent/buckets.json' }, { memory: true }), { name: 'ConfigError', message: /BUCKETS_FILE/ })
+})
+
+t.test('POST /v1/sse-tickets is charged to the read bucket and says so', async (t) => {
+  const file = await bucketsFile(t, [{ action: 'read', bucket_name: 'reads', refill_rate: 0.01, capacity: 2, key_selector: 'jwt.claims.agent_id' }])
+  const app = await buildTestApp(t, { BUCKETS_FILE: file })
+  const authorization = `Bearer ${await mint({ sub: 'u-read', agent_id: 'agent-read' })}`
+  const codes: number[] = []
+  for (let i = 0; i < 3; i++) {
+    const res = await app.inject({ method: 'POST', url: '/v1/sse-tickets', headers: { authorization } })
+    codes.push(res.statusCode)
+    t.equal(res.headers['ratelimit-policy'], '"read";q=2;w=200')
+    if (res.statusCode === 429) t.equal(res.headers['retry-after'], '100', 'one token every 100 s')
+  }
+  t.equal(codes.filter((c) => c === 429).length, 1)
+  t.equal(codes[2], 429)
+})
