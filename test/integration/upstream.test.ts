@@ -87,3 +87,18 @@ t.test('the client reports each failure kind and the Retry-After of a 429', asyn
   t.same(await app.openclaw.rate(rating, 'feed'), personalize(rating))
   t.equal(sim.count(rating), 3, 'each attempt that found OpenClaw up reached it once')
 })
+
+t.test('the simulator can be inspected and steered over HTTP (separate-process use)', async (t) => {
+  const sim = await startTestOpenClaw(t)
+  const mode = await fetch(`${sim.url}/_sim/mode`, { method: 'POST', body: JSON.stringify({ limited: { retryAfterS: 2 } }) })
+  t.match(await mode.json(), { limited: { retryAfterS: 2 } })
+  const limited = await fetch(`${sim.url}/v1/rating`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${sim.apiKey}` },
+    body: JSON.stringify(rating)
+  })
+  t.equal(limited.status, 429)
+  t.equal(limited.headers.get('retry-after'), '2')
+  const seen = await (await fetch(`${sim.url}/_sim/received`)).json()
+  t.match(seen, { received: [{ body: rating }] })
+})
