@@ -109,6 +109,15 @@ function entries(raw: unknown): QueueEntry[] {
   })
 }
 
+/**
+ * The entries of the one stream read: Redis answers `[[key, entries]]` (null when the block timed
+ * out); ioredis hands a single stream's reply over as `[key, entries]`.
+ */
+function firstStream(raw: unknown): unknown {
+  if (!Array.isArray(raw)) return null
+  return Array.isArray(raw[0]) ? raw[0][1] : raw[1]
+}
+
 const GROUP = 'forwarders'
 
 /**
@@ -147,8 +156,7 @@ export class RedisQueue implements ForwardQueue {
         'GROUP', GROUP, this.consumer, 'COUNT', count, 'BLOCK', Math.min(blockMs, Math.ceil(this.claimMs / 2)),
         'STREAMS', this.key, '>'
       ])
-      // [[key, entries]], or null when the block timed out
-      return Array.isArray(raw) && Array.isArray(raw[0]) ? entries(raw[0][1]) : []
+      return entries(firstStream(raw))
     } catch (err) {
       // The stream (and its group) was deleted: create them again on the next read.
       if (err instanceof Error && err.message.includes('NOGROUP')) this.group = null
