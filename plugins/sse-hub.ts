@@ -56,7 +56,6 @@ export default fp(
     let draining = false
 
     class Stream {
-      readonly id = randomUUID()
       readonly done: Promise<void>
       private readonly buffer = new ConflatingBuffer<StoredEvent>(
         (e) => `${e.event.user_id}\u0000${e.event.item_id}`,
@@ -75,6 +74,7 @@ export default fp(
       private readonly agent: AgentDelivery
 
       constructor(
+        readonly id: string,
         private readonly principal: Principal,
         private readonly items: Set<string> | null,
         private readonly reply: FastifyReply
@@ -83,6 +83,8 @@ export default fp(
         this.agent = agents.get(principal.agentId) ?? { streams: 0 }
         agents.set(principal.agentId, this.agent)
         this.agent.streams++
+        open.add(this)
+        metrics.sseOpen.inc()
       }
 
       private matches(e: StoredEvent): boolean {
@@ -117,6 +119,7 @@ export default fp(
 
       attach(gap: string | undefined): void {
         const raw = this.reply.raw
+        if (raw.destroyed) return this.finish('client') // gone while the history was read
         raw.on('close', () => this.finish(this.ending ?? 'client'))
         const beat = setInterval(() => {
           this.heartbeatDue = true
@@ -221,10 +224,11 @@ export default fp(
         waiter?.()
       }
 
-      finish(reason: CloseReason): void {
+      /** Releases everything; `reason` null: the stream never opened (nothing to count as closed). */
+      finish(reason: CloseReason | null): void {
         if (this.finished) return
         this.finished = true
-        this.ending = reason
+        this.ending = reason ?? 'client'
         for (const timer of this.timers) clearTimeout(timer)
         this.unsubscribe()
         this.wake()
@@ -234,7 +238,7 @@ export default fp(
         })
         open.delete(this)
         metrics.sseOpen.dec()
-        metrics.sseClosed.inc({ reason })
+        if (reason) metrics.sseClosed.inc({ reason })
         this.resolveDone()
       }
     }
@@ -247,25 +251,23 @@ export default fp(
         }
         const principal = request.principal
         const cap = c.SSE_MAX_STREAMS_PER_AGENT
-        const stream = new Stream(principal, options.items ? new Set(options.items) : null, reply)
-        const slot = await slots.acquire(principal.agentId, stream.id, cap, slotTtlMs).catch((err: Error) => {
+        const id = randomUUID()
+        const slot = await slots.acquire(principal.agentId, id, cap, slotTtlMs).catch((err: Error) => {
           // The cap is a safety bound: a Redis outage must not take every stream down with it.
           request.log.warn({ err: err.message }, 'stream cap unavailable: stream admitted')
           return { acquired: true, retryAfterMs: 0 }
         })
-        metrics.sseOpen.inc()
-        open.add(stream)
         if (!slot.acquired) {
-          stream.finish('client')
           metrics.sseRefused.inc({ reason: 'cap' })
           const retryAfter = String(Math.max(1, Math.ceil(slot.retryAfterMs / 1000)))
           throw new HttpError(429, `agent already has ${cap} open streams`, { 'Retry-After': retryAfter })
         }
+        const stream = new Stream(id, principal, options.items ? new Set(options.items) : null, reply)
         let gap: string | undefined
         try {
           gap = await stream.start(options.lastEventId)
         } catch (err) {
-          stream.finish('client')
+          stream.finish(null)
           request.log.warn({ err: (err as Error).message }, 'history unavailable')
           throw new HttpError(503, 'history unavailable, retry shortly', { 'Retry-After': '1' })
         }

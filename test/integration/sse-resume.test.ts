@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import { EventSource } from 'eventsource'
 import { connect } from 'node:net'
 import t from 'tap'
 import { buildTestApp, listen, uniquePrefix } from '../helpers/app.js'
@@ -106,4 +107,25 @@ t.test('a socket that stops draining is closed once its unsent data passes the b
   socket.resume()
   for (let i = 0; !closed && i < 200; i++) await new Promise((r) => setTimeout(r, 50))
   t.ok(closed, 'the client sees its connection end')
+})
+
+t.test('a browser-style EventSource reconnects by itself with Last-Event-ID and misses nothing', async (t) => {
+  const app = await buildTestApp(t, { SSE_RETRY_MS: '100' })
+  const url = await listen(app)
+  const token = await mint({ sub: 'ora', agent_id: 'ag-or' })
+  const source = new EventSource(`${url}${PATH}`, {
+    fetch: (input, init) => fetch(input, { ...init, headers: { ...init?.headers, authorization: `Bearer ${token}` } })
+  })
+  t.teardown(() => source.close())
+  const received: { id: string; item: string }[] = []
+  source.onmessage = (e) => received.push({ id: e.lastEventId, item: (JSON.parse(e.data) as { item_id: string }).item_id })
+  await new Promise((resolve) => (source.onopen = resolve))
+  const ids: string[] = []
+  for (let i = 0; i < 3; i++) ids.push(await app.events.publish(score('ora', `e-${i}`, 1, i), 'rest'))
+  for (let i = 0; received.length < 3 && i < 200; i++) await new Promise((r) => setTimeout(r, 25))
+  app.server.closeAllConnections() // the connection drops (proxy restart, network)
+  for (let i = 3; i < 6; i++) ids.push(await app.events.publish(score('ora', `e-${i}`, 1, i), 'rest'))
+  for (let i = 0; received.length < 6 && i < 400; i++) await new Promise((r) => setTimeout(r, 25))
+  t.same(received.map((r) => r.id), ids, 'all six, once each, in order')
+  t.same(received.map((r) => r.item), ['e-0', 'e-1', 'e-2', 'e-3', 'e-4', 'e-5'])
 })
