@@ -136,3 +136,24 @@ t.test('shutdown drains open streams with a retry hint and refuses new ones', as
   await client.ended
   t.equal(client.messages.at(-1)?.retry, 700)
 })
+
+t.test('a stream opens with a single-use ticket or the session cookie; a JWT in the query is refused', async (t) => {
+  const app = await buildTestApp(t)
+  const url = await listen(app)
+  const token = await mint({ sub: 'kai', agent_id: 'ag-kai' })
+  const issued = await app.inject({ method: 'POST', url: '/v1/sse-tickets', headers: bearer(token) })
+  const { ticket } = issued.json() as { ticket: string }
+  const byTicket = await openStream(t, `${url}${PATH}?ticket=${encodeURIComponent(ticket)}`)
+  t.equal(byTicket.status, 200)
+  const byCookie = await openStream(t, `${url}${PATH}`, { cookie: `mb_session=${token}` })
+  t.equal(byCookie.status, 200)
+  const id = await app.events.publish(score('kai', 'k1', 2.5), 'rest')
+  await byTicket.waitFor(() => byTicket.events().length === 1)
+  await byCookie.waitFor(() => byCookie.events().length === 1)
+  t.equal(byTicket.events()[0].id, id)
+  t.equal(byCookie.events()[0].id, id)
+  const reused = await openStream(t, `${url}${PATH}?ticket=${encodeURIComponent(ticket)}`)
+  t.equal(reused.status, 401, 'a ticket opens one stream only')
+  const inQuery = await openStream(t, `${url}${PATH}?access_token=${token}`)
+  t.equal(inQuery.status, 401)
+})
