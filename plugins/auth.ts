@@ -44,6 +44,9 @@ function noToken(message: string): HttpError {
   return new HttpError(401, message, { 'WWW-Authenticate': 'Bearer realm="moltbridge"' })
 }
 
+/** A hung Redis must not hang the ticket route or the stream's opening. */
+const STORE_TIMEOUT_MS = 1000
+
 /** The JWKS endpoint failing is our problem, not the caller's: 503, not 401. */
 class KeysUnavailable extends Error {}
 
@@ -154,13 +157,18 @@ export default fp(
     async function storeCall<T>(op: string, call: () => Promise<T>): Promise<T> {
       if (!app.redis) return call()
       const end = app.metrics.redisDuration.startTimer({ op })
+      let timer: NodeJS.Timeout | undefined
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${STORE_TIMEOUT_MS} ms`)), STORE_TIMEOUT_MS)
+      })
       try {
-        return await call()
+        return await Promise.race([call(), timeout])
       } catch (err) {
         app.metrics.redisErrors.inc({ op })
         app.log.warn({ err: (err as Error).message, op }, 'ticket store unavailable')
         throw new HttpError(503, 'ticket store unavailable, retry shortly', { 'Retry-After': '1' })
       } finally {
+        clearTimeout(timer)
         end()
       }
     }
@@ -218,5 +226,5 @@ export default fp(
 
     app.addHook('onClose', async () => store.close())
   },
-  { name: 'auth', dependencies: ['redis', 'metrics'] }
+  { name: 'auth', dependencies: ['redis', 'metrics', '@fastify/cookie'] }
 )

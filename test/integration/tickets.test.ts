@@ -98,3 +98,11 @@ t.test('the SSE stream opens with a ticket once, with the cookie, with the heade
   t.ok(lines.some((l) => l.includes('ticket=[REDACTED]')), 'stream requests are logged, redacted')
   for (const secret of [ticket, fresh, token.split('.')[2]]) t.notOk(logged.includes(secret), 'no credential in logs')
 })
+
+t.test('with Redis unreachable, issuing or redeeming a ticket is a 503, never a 500', async (t) => {
+  const app = await buildTestApp(t, { REDIS_URL: 'redis://127.0.0.1:1' })
+  const res = await app.inject({ method: 'POST', url: '/v1/sse-tickets', headers: bearer(await mint()) })
+  t.equal(res.statusCode, 503)
+  t.match(res.json(), { statusCode: 503, message: /ticket store unavailable/ })
+  await t.rejects(app.tickets.redeem('x'.repeat(43)), { statusCode: 503, message: /ticket store/ })
+})
