@@ -34,17 +34,26 @@ interface Session {
   /** Paused by back-pressure (also applied to a socket opened while paused). */
   paused: boolean
   reconnectTimer: NodeJS.Timeout | null
-  /** Resolves when stop() is called: ends back-pressure and retry waits. */
-  halted: Promise<void>
-  halt(): void
+  /** Ends the current wait (retry delay or room in the queue) early: called by stop(). */
+  wake: (() => void) | null
 }
 
 function newSession(): Session {
-  let halt = () => {}
-  const halted = new Promise<void>((resolve) => {
-    halt = resolve
+  return { stopped: false, ws: null, chain: Promise.resolve(), paused: false, reconnectTimer: null, wake: null }
+}
+
+/** Waits `until` ms, or until that promise settles, whichever first; stop() ends it. One wait at a time: the chain is sequential. */
+function wait(s: Session, until: number | Promise<void>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = typeof until === 'number' ? setTimeout(() => done(), until) : undefined
+    const done = () => {
+      clearTimeout(timer)
+      if (s.wake === done) s.wake = null
+      resolve()
+    }
+    s.wake = done
+    if (typeof until !== 'number') void until.then(done, done)
   })
-  return { stopped: false, ws: null, chain: Promise.resolve(), paused: false, reconnectTimer: null, halted, halt }
 }
 
 function toBuffer(data: RawData): Buffer {
@@ -65,10 +74,9 @@ function createIngest(app: FastifyInstance, url: string) {
   const where = loggable(url)
   let session: Session | null = null
   let connected = false
+  /** One warning per outage, not one per failed attempt. */
+  let unreachable = false
   const invalidLog = new Map<InvalidReason, { at: number; skipped: number }>()
-
-  const sleep = (ms: number, s: Session) =>
-    Promise.race([new Promise<void>((resolve) => setTimeout(resolve, ms).unref()), s.halted])
 
   const logInvalid = (reason: InvalidReason, detail: string, data: Buffer, isBinary: boolean) => {
     const now = performance.now()
@@ -94,18 +102,19 @@ function createIngest(app: FastifyInstance, url: string) {
     for (let attempt = 0; !s.stopped; attempt++) {
       try {
         await app.forwarder.enqueue(ratings, readAt)
+        if (attempt > 0) log.info({ attempts: attempt + 1 }, 'moltbook ratings queued again')
         break
       } catch (err) {
         setPaused(s, true)
         const reason = err instanceof Error ? err.message : String(err)
-        log.warn({ err: reason, attempt }, 'moltbook ratings not queued yet: retrying')
-        await sleep(backoffDelay(attempt, backoff), s)
+        if (attempt === 0) log.warn({ err: reason }, 'moltbook ratings not queued: feed paused, retrying with backoff')
+        await wait(s, backoffDelay(attempt, backoff))
       }
     }
     if (s.stopped) return
     if (app.forwarder.full()) {
       setPaused(s, true)
-      await Promise.race([app.forwarder.waitForRoom(), s.halted])
+      await wait(s, app.forwarder.waitForRoom())
     }
     if (s.paused && !s.stopped) setPaused(s, false)
   }
@@ -136,6 +145,7 @@ function createIngest(app: FastifyInstance, url: string) {
     ws.on('open', () => {
       openedAt = performance.now()
       connected = true
+      unreachable = false
       metrics.moltbookConnects.inc()
       metrics.moltbookConnected.set(1)
       log.info({ url: where }, 'moltbook connected')
@@ -158,7 +168,9 @@ function createIngest(app: FastifyInstance, url: string) {
     })
     ws.on('message', (data, isBinary) => onMessage(s, data, isBinary))
     ws.on('error', (err) => {
-      log.debug({ url: where, err: err.message }, 'moltbook socket error')
+      if (unreachable) return log.debug({ url: where, err: err.message }, 'moltbook socket error')
+      unreachable = true
+      log.warn({ url: where, err: err.message }, 'moltbook socket error: reconnecting with backoff')
     })
     ws.on('close', (code) => {
       clearInterval(ping)
@@ -194,7 +206,7 @@ function createIngest(app: FastifyInstance, url: string) {
       if (!s) return
       session = null
       s.stopped = true
-      s.halt()
+      s.wake?.()
       if (s.reconnectTimer) clearTimeout(s.reconnectTimer)
       const ws = s.ws
       if (ws && ws.readyState !== WebSocket.CLOSED) {
@@ -224,8 +236,7 @@ export default fp(
     }
     const ingest = createIngest(app, url)
     app.decorate('ingest', ingest)
-    // Until the ingest lease exists, every replica reads the feed from start-up.
-    app.addHook('onReady', async () => ingest.start())
+    // No autostart: the lease plugin (registered after this one) starts and stops ingest on the leader.
     // preClose: stop reading before the forwarder drains in its own close hooks.
     app.addHook('preClose', () => ingest.stop())
   },

@@ -1,0 +1,191 @@
+import type { FastifyInstance } from 'fastify'
+import t from 'tap'
+import type { FeedRating } from '../../src/domain/rating.js'
+import type { MoltbookOptions } from '../../src/simulators/moltbook.js'
+import { buildTestApp, logCapture, type Teardown } from '../helpers/app.js'
+import { moltbook, until } from '../helpers/moltbook.js'
+import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
+
+/** A gateway reading a simulated feed and forwarding to a simulated OpenClaw; connected on return. */
+async function pipeline(t: Teardown, env: Record<string, string> = {}, feedOptions: MoltbookOptions = {}) {
+  const openclaw = await startTestOpenClaw(t)
+  const feed = await moltbook(t, feedOptions)
+  const logs = logCapture()
+  const app = await buildTestApp(
+    t,
+    {
+      ...openclawEnv(openclaw),
+      MOLTBOOK_URL: feed.url,
+      MOLTBOOK_BACKOFF_BASE_MS: '20',
+      MOLTBOOK_BACKOFF_MAX_MS: '300',
+      ...env
+    },
+    { logStream: logs.stream }
+  )
+  await until('the gateway to connect to the feed', () => feed.clients() === 1 && app.ingest.connected)
+  return { app, feed, openclaw, logs }
+}
+
+/** One sample of a metric from the gateway's /metrics text (0 when absent). */
+async function metric(app: FastifyInstance, name: string, labels = ''): Promise<number> {
+  const res = await app.inject('/metrics')
+  const line = res.body.split('\n').find((l) => l.startsWith(labels ? `${name}{${labels}}` : `${name} `))
+  return line ? Number(line.split(' ').pop()) : 0
+}
+
+let seq = 0
+function rating(user = 'u1', extra: Partial<FeedRating> = {}): FeedRating {
+  seq++
+  return { user_id: user, item_id: `item-${seq}`, timestamp: 1721234567 + seq, rating: (seq % 50) / 10, ...extra }
+}
+
+const v1 = ({ user_id, item_id, timestamp, rating }: FeedRating) => ({ user_id, item_id, timestamp, rating })
+const bodies = (openclaw: { received: { body: unknown }[] }) => openclaw.received.map((r) => r.body)
+
+t.test('a feed rating reaches OpenClaw as the exact v1 JSON with the Bearer key', async (t) => {
+  const { feed, openclaw, logs } = await pipeline(t)
+  const plain = rating('u-seed')
+  const charged = rating('u-seed', { agent_id: 'agent-7' })
+  feed.send(plain)
+  feed.send(charged)
+  await until('both ratings at OpenClaw', () => openclaw.received.length >= 2)
+  t.same(bodies(openclaw), [plain, v1(charged)], 'the 4 contract fields, agent_id stripped')
+  for (const r of openclaw.received) t.equal(r.authorization, `Bearer ${openclaw.apiKey}`)
+  t.notOk(
+    logs.lines.some((l) => l.includes(openclaw.apiKey)),
+    'the OpenClaw key never reaches a log line'
+  )
+})
+
+t.test('garbage is counted and skipped; the valid ratings around it are forwarded', async (t) => {
+  const { app, feed, openclaw, logs } = await pipeline(t)
+  const valid = [rating(), rating(), rating(), rating(), rating()]
+  feed.send(valid[0])
+  feed.sendRaw('{"user_id": "u1", oops')
+  feed.send({ user_id: 42, item_id: 'i', timestamp: 'yesterday', rating: 'great' })
+  feed.sendRaw(JSON.stringify([valid[1], { ...valid[1], item_id: 'x'.repeat(1024 * 1024) }]))
+  feed.send([])
+  feed.sendRaw(Buffer.from(JSON.stringify(rating())))
+  feed.send([valid[1], { ...valid[2], rating: 7 }, valid[2], 'nope', valid[3]])
+  for (let i = 0; i < 20; i++) feed.sendRaw('not json either')
+  feed.send(valid[4])
+
+  await until('every valid rating at OpenClaw', () => openclaw.received.length >= valid.length)
+  t.same(bodies(openclaw), valid, 'in feed order, none lost, none invented')
+
+  const invalid = (reason: string) => metric(app, 'moltbridge_moltbook_messages_total', `result="invalid",reason="${reason}"`)
+  t.equal(await invalid('json'), 21)
+  t.equal(await invalid('schema'), 3)
+  t.equal(await invalid('too_large'), 1)
+  t.equal(await invalid('empty'), 1)
+  t.equal(await invalid('binary'), 1)
+  t.equal(await metric(app, 'moltbridge_moltbook_messages_total', 'result="valid",reason=""'), 5)
+  t.equal(feed.connections, 1, 'garbage never cost the connection')
+
+  const skipped = logs.lines.filter((l) => l.includes('moltbook message skipped'))
+  t.equal(skipped.filter((l) => l.includes('"reason":"json"')).length, 1, 'one log line per reason per window, not per message')
+  t.ok(skipped.some((l) => l.includes('"reason":"too_large"')))
+  t.ok(
+    logs.lines.every((l) => l.length < 2000),
+    'no log line carries a message body'
+  )
+})
+
+t.test('a dropped socket is replaced; ratings sent afterwards are forwarded', async (t) => {
+  const { app, feed, openclaw } = await pipeline(t)
+  feed.dropAll()
+  await until('a new connection', () => feed.connections === 2 && feed.clients() === 1 && app.ingest.connected)
+  const after = rating()
+  feed.send(after)
+  await until('the rating at OpenClaw', () => openclaw.received.length === 1)
+  t.same(bodies(openclaw), [after])
+  t.equal(await metric(app, 'moltbridge_moltbook_connects_total'), 2)
+  t.ok((await metric(app, 'moltbridge_moltbook_reconnects_total')) >= 1)
+  t.equal(await metric(app, 'moltbridge_moltbook_connected'), 1)
+})
+
+t.test('a peer that stops answering pings is detected and replaced', async (t) => {
+  const { app, feed, openclaw, logs } = await pipeline(t, { MOLTBOOK_PING_MS: '250' })
+  feed.silent(true)
+  await until('the silent peer to be replaced', () => feed.connections >= 2, 10_000)
+  feed.silent(false)
+  t.ok(logs.lines.some((l) => l.includes('moltbook peer silent')))
+  await until('a connected feed', () => feed.clients() === 1 && app.ingest.connected)
+  const after = rating()
+  feed.send(after)
+  await until('the rating at OpenClaw', () => openclaw.received.length === 1)
+  t.same(bodies(openclaw), [after])
+})
+
+t.test('stop() closes the feed for good, start() opens it again; the URL is logged without credentials', async (t) => {
+  const feed = await moltbook(t)
+  const openclaw = await startTestOpenClaw(t)
+  const logs = logCapture()
+  const url = new URL(feed.url)
+  url.username = 'reader'
+  url.password = 's3cret-pass'
+  url.searchParams.set('token', 'feed-token-abc')
+  const app = await buildTestApp(
+    t,
+    { ...openclawEnv(openclaw), MOLTBOOK_URL: url.href, MOLTBOOK_BACKOFF_BASE_MS: '20', MOLTBOOK_BACKOFF_MAX_MS: '100' },
+    { logStream: logs.stream }
+  )
+  await until('connected', () => feed.clients() === 1 && app.ingest.connected)
+
+  await app.ingest.stop()
+  await app.ingest.stop()
+  t.notOk(app.ingest.connected)
+  await until('the feed to see the socket go', () => feed.clients() === 0)
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  t.equal(feed.connections, 1, 'no reconnect after stop()')
+
+  app.ingest.start()
+  app.ingest.start()
+  await until('connected again', () => feed.clients() === 1 && app.ingest.connected)
+  t.equal(feed.connections, 2, 'start() twice opens one socket')
+
+  const connected = logs.lines.filter((l) => l.includes('moltbook connected'))
+  t.equal(connected.length, 2)
+  t.match(connected[0], `"url":"${url.origin}/feed"`)
+  t.notOk(
+    logs.lines.some((l) => l.includes('s3cret-pass') || l.includes('feed-token-abc')),
+    'credentials in the URL never reach the logs'
+  )
+})
+
+t.test('when OpenClaw is down the feed is paused, the queue stays bounded, and every rating arrives once', async (t) => {
+  const QUEUE_MAX = 50
+  const BATCH = 10
+  const users = Array.from({ length: 20 }, (_, i) => `bp-u${i}`)
+  const { app, feed, openclaw } = await pipeline(t, { QUEUE_MAX: String(QUEUE_MAX) })
+  await openclaw.set({ down: true })
+
+  let maxDepth = 0
+  const sample = setInterval(() => {
+    void metric(app, 'moltbridge_forward_queue_depth').then((d) => {
+      maxDepth = Math.max(maxDepth, d)
+    })
+  }, 50)
+  t.teardown(() => clearInterval(sample))
+
+  for (let m = 0; m < 60; m++) feed.send(Array.from({ length: BATCH }, (_, i) => rating(users[(m + i) % users.length])))
+  const sent = [...feed.sent]
+  t.equal(sent.length, 600)
+
+  await until('the feed socket to be paused', async () => (await metric(app, 'moltbridge_moltbook_paused')) === 1)
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  t.equal(await metric(app, 'moltbridge_moltbook_paused'), 1, 'still paused while OpenClaw is down')
+  t.ok(maxDepth <= QUEUE_MAX + BATCH, `queue depth ${maxDepth} stays within the bound plus one message`)
+  t.equal(openclaw.received.length, 0)
+
+  await openclaw.set({ down: false })
+  await until('every rating at OpenClaw', () => openclaw.received.length >= sent.length, 45_000)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.equal(openclaw.received.length, sent.length, 'nothing forwarded twice')
+  t.ok(
+    sent.every((r) => openclaw.count(r) === 1),
+    'each sent rating reached OpenClaw exactly once'
+  )
+  t.equal(await metric(app, 'moltbridge_moltbook_paused'), 0, 'reading again')
+  t.ok(maxDepth <= QUEUE_MAX + BATCH, `queue depth ${maxDepth} stayed bounded`)
+})
