@@ -70,6 +70,8 @@ export interface GatewayProcess {
   /** The last lines the process wrote (stdout and stderr), for failure messages. */
   output(): string
   alive(): boolean
+  /** The exit code once the process has exited (null while running or when killed by a signal). */
+  exitCode(): number | null
   /** Sends the signal and resolves once the process has exited (SIGKILL after 10 s if it lingers). */
   stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>
 }
@@ -140,7 +142,8 @@ export async function startGateway(
     }
     await sleep(100)
   }
-  return { name, port: listenPort, url, pid: child.pid ?? -1, output, alive, stop }
+  const exitCode = () => child.exitCode
+  return { name, port: listenPort, url, pid: child.pid ?? -1, output, alive, exitCode, stop }
 }
 
 /** `count` replicas with the same settings (named gw1, gw2, ...), started in parallel. */
