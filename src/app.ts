@@ -70,27 +70,17 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.decorate('demo', options.demo === true)
   app.setErrorHandler(errorHandler)
 
-  await app.register(metrics)
-  await app.register(health)
-  await app.register(redis)
-  await app.register(docs)
-  await app.register(cookie)
-  await app.register(ipLimit)
-  await app.register(auth)
-  await app.register(buckets)
-  await app.register(openclaw)
-  await app.register(events)
-  await app.register(forwarder)
-  await app.register(ingest)
-  await app.register(lease)
-  await app.register(sseHub)
-
-  await app.register(ratingRoute)
-  await app.register(scoresRoute)
-  await app.register(ticketsRoute)
-  await app.register(streamRoute)
-  await app.register(demoRoutes)
-
-  await app.ready()
+  // In order: what later plugins depend on first; routes last.
+  const plugins = [metrics, health, redis, docs, cookie, ipLimit, auth, buckets, openclaw, events]
+  const pipeline = [forwarder, ingest, lease, sseHub]
+  const routes = [ratingRoute, scoresRoute, ticketsRoute, streamRoute, demoRoutes]
+  for (const plugin of [...plugins, ...pipeline, ...routes]) app.register(plugin)
+  try {
+    await app.ready()
+  } catch (err) {
+    // A plugin failed to load (say, a bad BUCKETS_FILE): close what the others opened.
+    await app.close().catch(() => {})
+    throw err
+  }
   return app
 }
