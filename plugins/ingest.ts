@@ -29,8 +29,8 @@ const EXCERPT_CHARS = 80
 interface Session {
   stopped: boolean
   ws: WebSocket | null
-  /** Messages are handed to the forwarder strictly in order. */
-  chain: Promise<void>
+  /** The loop handing pending ratings to the forwarder, while one runs. */
+  draining: Promise<void> | null
   /** Paused by back-pressure (also applied to a socket opened while paused). */
   paused: boolean
   reconnectTimer: NodeJS.Timeout | null
@@ -38,11 +38,16 @@ interface Session {
   wake: (() => void) | null
 }
 
-function newSession(): Session {
-  return { stopped: false, ws: null, chain: Promise.resolve(), paused: false, reconnectTimer: null, wake: null }
+interface Pending {
+  ratings: FeedRating[]
+  readAt: number
 }
 
-/** Waits `until` ms, or until that promise settles, whichever first; stop() ends it. One wait at a time: the chain is sequential. */
+function newSession(): Session {
+  return { stopped: false, ws: null, draining: null, paused: false, reconnectTimer: null, wake: null }
+}
+
+/** Waits `until` ms, or until that promise settles, whichever first; stop() ends it. One wait at a time: the drain loop is sequential. */
 function wait(s: Session, until: number | Promise<void>): Promise<void> {
   return new Promise<void>((resolve) => {
     const timer = typeof until === 'number' ? setTimeout(() => done(), until) : undefined
@@ -76,6 +81,8 @@ function createIngest(app: FastifyInstance, url: string) {
   let connected = false
   /** One warning per outage, not one per failed attempt. */
   let unreachable = false
+  // Read but not yet queued: kept across stop()/start() (a lost lease, a Redis outage), so none is dropped.
+  const pending: Pending[] = []
   const invalidLog = new Map<InvalidReason, { at: number; skipped: number }>()
 
   const logInvalid = (reason: InvalidReason, detail: string, data: Buffer, isBinary: boolean) => {
@@ -97,13 +104,13 @@ function createIngest(app: FastifyInstance, url: string) {
     metrics.moltbookPaused.set(paused ? 1 : 0)
   }
 
-  /** Hands ratings to the durable queue; while it fails or is full the socket stays paused. */
-  const deliver = async (s: Session, ratings: FeedRating[], readAt: number) => {
+  /** Queues one message's ratings, retrying (socket paused) while the queue fails; false if stopped first. */
+  const enqueue = async (s: Session, { ratings, readAt }: Pending): Promise<boolean> => {
     for (let attempt = 0; !s.stopped; attempt++) {
       try {
         await app.forwarder.enqueue(ratings, readAt)
         if (attempt > 0) log.info({ attempts: attempt + 1 }, 'moltbook ratings queued again')
-        break
+        return true
       } catch (err) {
         setPaused(s, true)
         const reason = err instanceof Error ? err.message : String(err)
@@ -111,12 +118,28 @@ function createIngest(app: FastifyInstance, url: string) {
         await wait(s, backoffDelay(attempt, backoff))
       }
     }
-    if (s.stopped) return
-    if (app.forwarder.full()) {
-      setPaused(s, true)
-      await wait(s, app.forwarder.waitForRoom())
+    return false
+  }
+
+  /** Hands pending ratings to the queue strictly in order; pauses the socket while the queue is full. */
+  const drain = async (s: Session) => {
+    while (pending.length > 0 && !s.stopped) {
+      if (!(await enqueue(s, pending[0]))) return
+      pending.shift()
+      if (app.forwarder.full()) {
+        setPaused(s, true)
+        await wait(s, app.forwarder.waitForRoom())
+      }
     }
     if (s.paused && !s.stopped) setPaused(s, false)
+  }
+
+  const startDrain = (s: Session) => {
+    s.draining ??= drain(s)
+      .catch((err: Error) => log.error({ err }, 'moltbook ratings not handed to the queue'))
+      .finally(() => {
+        s.draining = null
+      })
   }
 
   const onMessage = (s: Session, raw: RawData, isBinary: boolean) => {
@@ -130,9 +153,8 @@ function createIngest(app: FastifyInstance, url: string) {
     }
     if (ratings.length === 0) return
     metrics.moltbookMessages.inc({ result: 'valid', reason: '' }, ratings.length)
-    s.chain = s.chain
-      .then(() => deliver(s, ratings, readAt))
-      .catch((err: Error) => log.error({ err }, 'moltbook delivery failed'))
+    pending.push({ ratings, readAt })
+    startDrain(s)
   }
 
   const connect = (s: Session, attempt: number) => {
@@ -200,6 +222,7 @@ function createIngest(app: FastifyInstance, url: string) {
       if (session) return
       session = newSession()
       connect(session, 0)
+      startDrain(session)
     },
     async stop() {
       const s = session
@@ -215,11 +238,13 @@ function createIngest(app: FastifyInstance, url: string) {
         await closed
       }
       metrics.moltbookPaused.set(0)
-      await s.chain
+      await s.draining
     },
     get connected() {
       return connected
-    }
+    },
+    /** Ratings read but not yet queued (lost if the process ends now). */
+    unqueued: () => pending.reduce((n, p) => n + p.ratings.length, 0)
   }
 }
 
@@ -238,7 +263,11 @@ export default fp(
     app.decorate('ingest', ingest)
     // No autostart: the lease plugin (registered after this one) starts and stops ingest on the leader.
     // preClose: stop reading before the forwarder drains in its own close hooks.
-    app.addHook('preClose', () => ingest.stop())
+    app.addHook('preClose', async () => {
+      await ingest.stop()
+      const lost = ingest.unqueued()
+      if (lost > 0) app.log.warn({ ratings: lost }, 'closing with moltbook ratings read but not queued')
+    })
   },
   { name: 'ingest', dependencies: ['metrics', 'forwarder'] }
 )
