@@ -9,7 +9,7 @@ for (const level of ['debug', 'info']) {
   t.test(`at LOG_LEVEL ${level} neither the OpenClaw key nor a JWT reaches a log line or an answer`, async (t) => {
     const sim = await startTestOpenClaw(t, { apiKey: `oc-secret-${level}-9d8e7f6a5b4c` })
     const logs = logCapture()
-    const app = await buildTestApp(t, { ...openclawEnv(sim, 300), LOG_LEVEL: level }, { logStream: logs.stream })
+    const app = await buildTestApp(t, { ...openclawEnv(sim, 1500), LOG_LEVEL: level }, { logStream: logs.stream })
     const jwt = await mint({ sub: 'u-secret', agent_id: 'a-secret' })
     const authorization = `Bearer ${jwt}`
     const forged = await mint({ sub: 'u-secret', agent_id: 'a-secret' }, { key: 'some-other-secret-that-is-long-enough' })

@@ -14,7 +14,7 @@ async function post(app: FastifyInstance) {
 
 t.test('OpenClaw failures become 502 / 504 / 429 with SPEC error JSON', async (t) => {
   const sim = await startTestOpenClaw(t)
-  const app = await buildTestApp(t, openclawEnv(sim, 400))
+  const app = await buildTestApp(t, openclawEnv(sim, 1500))
 
   await sim.set({ errorRate: 1 })
   const failed = await post(app)
@@ -26,7 +26,7 @@ t.test('OpenClaw failures become 502 / 504 / 429 with SPEC error JSON', async (t
   t.equal((await post(app)).statusCode, 502, 'a 200 that is not a score event: 502')
   await sim.set({ malformed: false })
 
-  await sim.set({ latencyMs: 1500 })
+  await sim.set({ latencyMs: 6000 })
   const slow = await post(app)
   t.equal(slow.statusCode, 504, 'slower than OPENCLAW_TIMEOUT_MS: 504')
   t.match(slow.json(), { statusCode: 504, error: 'Gateway Timeout' })
@@ -68,7 +68,7 @@ t.test('a wrong OpenClaw key is a 502 and the key is not in the answer', async (
 
 t.test('the client reports each failure kind and the Retry-After of a 429', async (t) => {
   const sim = await startTestOpenClaw(t)
-  const app = await buildTestApp(t, openclawEnv(sim, 400))
+  const app = await buildTestApp(t, openclawEnv(sim, 1500))
   const failure = async () => {
     const err = await app.openclaw.rate(rating, 'feed').then(
       () => null,

@@ -49,7 +49,7 @@ function start(env: Record<string, string>): Promise<{ code: number | null; stde
     let stderr = ''
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk))
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk))
-    const timer = setTimeout(() => child.kill('SIGKILL'), 40_000)
+    const timer = setTimeout(() => child.kill('SIGKILL'), 50_000)
     child.on('error', reject)
     child.on('close', (code) => {
       clearTimeout(timer)
