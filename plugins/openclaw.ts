@@ -103,6 +103,10 @@ export default fp(
       if (!scoreEventValidator.Check(body)) {
         throw new UpstreamError('invalid', 'OpenClaw answered a body that is not a score event', statusCode)
       }
+      // A score for another rating would be published to the wrong user's stream.
+      if (body.user_id !== rating.user_id || body.item_id !== rating.item_id || body.timestamp !== rating.timestamp) {
+        throw new UpstreamError('invalid', 'OpenClaw answered a score event for another rating', statusCode)
+      }
       return toScoreEvent(body)
     }
 

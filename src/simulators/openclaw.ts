@@ -17,8 +17,8 @@ export interface OpenClawMode {
   down: boolean
   /** Accept requests but never answer them. */
   stall: boolean
-  /** Answer 200 with a body that is not a score event. */
-  malformed: boolean
+  /** What a 200 carries: the score event, a body that is not one, or a score for another rating. */
+  answer: 'score' | 'not-a-score' | 'other-rating'
 }
 
 export interface Received {
@@ -91,7 +91,7 @@ export async function startOpenClaw(options: OpenClawOptions = {}): Promise<Open
     limited: options.limited ?? null,
     down: false,
     stall: options.stall ?? false,
-    malformed: options.malformed ?? false
+    answer: options.answer ?? 'score'
   }
   const received: Received[] = []
   const counts = new Map<string, number>()
@@ -120,8 +120,9 @@ export async function startOpenClaw(options: OpenClawOptions = {}): Promise<Open
     }
     if (state.errorRate > 0 && Math.random() < state.errorRate) return sendJson(res, 500, { error: 'simulated failure' })
     if (!validRating.Check(body)) return sendJson(res, 400, { error: 'invalid rating' })
-    if (state.malformed) return sendJson(res, 200, { score: 'not a score event' })
-    sendJson(res, 200, personalize(body))
+    if (state.answer === 'not-a-score') return sendJson(res, 200, { score: 'not a score event' })
+    const score = personalize(body)
+    sendJson(res, 200, state.answer === 'other-rating' ? { ...score, user_id: `${score.user_id}-other` } : score)
   }
 
   const control = async (req: IncomingMessage, res: ServerResponse) => {

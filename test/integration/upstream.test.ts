@@ -15,6 +15,8 @@ async function post(app: FastifyInstance) {
 t.test('OpenClaw failures become 502 / 504 / 429 with SPEC error JSON', async (t) => {
   const sim = await startTestOpenClaw(t)
   const app = await buildTestApp(t, openclawEnv(sim, 1500))
+  const published: unknown[] = []
+  t.teardown(app.events.subscribe(({ event }) => published.push(event)))
 
   await sim.set({ errorRate: 1 })
   const failed = await post(app)
@@ -22,9 +24,11 @@ t.test('OpenClaw failures become 502 / 504 / 429 with SPEC error JSON', async (t
   t.match(failed.json(), { statusCode: 502, error: 'Bad Gateway', message: /OpenClaw/ })
   await sim.set({ errorRate: 0 })
 
-  await sim.set({ malformed: true })
+  await sim.set({ answer: 'not-a-score' })
   t.equal((await post(app)).statusCode, 502, 'a 200 that is not a score event: 502')
-  await sim.set({ malformed: false })
+  await sim.set({ answer: 'other-rating' })
+  t.equal((await post(app)).statusCode, 502, 'a score event for another user: 502, never published')
+  await sim.set({ answer: 'score' })
 
   await sim.set({ latencyMs: 6000 })
   const slow = await post(app)
@@ -50,6 +54,8 @@ t.test('OpenClaw failures become 502 / 504 / 429 with SPEC error JSON', async (t
   const back = await post(app)
   t.equal(back.statusCode, 200, 'recovers once OpenClaw is back')
   t.same(back.json(), personalize(rating))
+  for (let i = 0; i < 500 && published.length < 2; i++) await new Promise((r) => setTimeout(r, 20))
+  t.same(published, [personalize(rating), personalize(rating)], 'only the two answered scores were published')
 
   const metrics = (await app.inject('/metrics')).body
   for (const outcome of ['2xx', '5xx', 'invalid', 'timeout', '429', 'network']) {
