@@ -1,0 +1,155 @@
+import { EventSource } from 'eventsource'
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t, { type Test } from 'tap'
+import { compareEventIds } from '../../src/domain/event-id.js'
+import type { FeedRating } from '../../src/domain/rating.js'
+import { deletePrefix, REDIS_URL, TEST_SECRET, uniquePrefix } from '../helpers/app.js'
+import { moltbook, until } from '../helpers/moltbook.js'
+import { startNginx } from '../helpers/nginx.js'
+import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
+import { buildGateway, startGateways, type GatewayProcess } from '../helpers/processes.js'
+import { bucketsFile } from '../helpers/sse.js'
+import { mint } from '../helpers/tokens.js'
+
+const LEASE_MS = 5000 // the default: the takeover bound the issue asks for
+const USERS = ['fo-u1', 'fo-u2', 'fo-u3']
+// Many items: two scores for one item pending at once would be conflated (SPEC 4), by design.
+const ITEMS = Array.from({ length: 500 }, (_, i) => `fo-i${i}`)
+const key = (r: { user_id: string; item_id: string; timestamp: number }) => `${r.user_id}/${r.item_id}/${r.timestamp}`
+
+interface Subscriber {
+  user: string
+  /** Score events received, in arrival order (replays after a reconnect included). */
+  events: { id: string; key: string }[]
+  /** How many times the stream (re)opened. */
+  opens: number
+}
+
+/** A real EventSource client (reconnects with Last-Event-ID) through the load balancer. */
+async function subscribe(t: Test, url: string, user: string, agent: string): Promise<Subscriber> {
+  const token = await mint({ sub: user, agent_id: agent }, { expiresIn: 600 })
+  const sub: Subscriber = { user, events: [], opens: 0 }
+  const es = new EventSource(url, {
+    fetch: (input, init) => fetch(input, { ...init, headers: { ...init.headers, authorization: `Bearer ${token}` } })
+  })
+  t.teardown(() => es.close())
+  es.onmessage = (m) => sub.events.push({ id: m.lastEventId, key: key(JSON.parse(m.data) as FeedRating) })
+  es.onopen = () => sub.opens++
+  await until(`${user} stream open`, () => sub.opens > 0)
+  return sub
+}
+
+async function readyz(gw: GatewayProcess): Promise<{ leader: boolean; sseOpen: number } | null> {
+  try {
+    const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as { details: { ingest_lease: { leader: boolean } } }
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text()
+    const sseOpen = Number(/^moltbridge_sse_streams_open (\d+)/m.exec(metrics)?.[1] ?? 0)
+    return { leader: ready.details.ingest_lease.leader, sseOpen }
+  } catch {
+    return null // killed
+  }
+}
+
+t.test('three replicas behind nginx: leader failover and replica kill under SSE', async (t) => {
+  await buildGateway()
+  const openclaw = await startTestOpenClaw(t)
+  const feed = await moltbook(t, { users: USERS, items: ITEMS })
+  const prefix = uniquePrefix()
+  t.teardown(() => deletePrefix(prefix))
+  const generous = await bucketsFile(t, { capacity: 100000, refill_rate: 100000 })
+  const gateways = await startGateways(t, 3, {
+    REDIS_URL,
+    KEY_PREFIX: prefix,
+    JWT_SECRET: TEST_SECRET,
+    MOLTBOOK_URL: feed.url,
+    ...openclawEnv(openclaw),
+    BUCKETS_FILE: generous,
+    LEASE_MS: String(LEASE_MS),
+    QUEUE_CLAIM_MS: '2000',
+    SSE_RETRY_MS: '300',
+    SSE_HEARTBEAT_MS: '1000'
+  })
+  const lb = await startNginx(
+    t,
+    gateways.map((g) => `127.0.0.1:${g.port}`)
+  )
+
+  // Two streams per user, opened one after the other: nginx's round robin puts two on each replica.
+  const subscribers: Subscriber[] = []
+  for (const [i, user] of [...USERS, ...USERS].entries()) {
+    subscribers.push(await subscribe(t, `${lb.url}/events/personalized-rating`, user, `fo-agent-${i}`))
+  }
+
+  const forwardedKeys = () => new Set(openclaw.received.map((r) => key(r.body as FeedRating)))
+  /** Every rating sent so far reached every subscriber of its user. */
+  const caughtUp = () =>
+    subscribers.every((s) => {
+      const got = new Set(s.events.map((e) => e.key))
+      return feed.sent.every((r) => r.user_id !== s.user || got.has(key(r)))
+    })
+  // Kill between two feed messages: WebSocket has no acknowledgement and the feed does not replay,
+  // so a rating written to a socket whose process is being killed is gone before any gateway code
+  // sees it. The feed holds still for that instant only; everything a replica read must survive.
+  const killBetweenMessages = async (gw: GatewayProcess) => {
+    feed.setRate(0)
+    await until('pipeline caught up', caughtUp, 15_000)
+    const killedAt = performance.now()
+    await gw.stop('SIGKILL')
+    await until('the feed sees no dead socket', () => feed.clients() <= 1, 5000)
+    feed.setRate(20)
+    return killedAt
+  }
+
+  feed.setRate(20)
+  await until('ratings flow', () => feed.sent.length >= 20 && caughtUp(), 15_000)
+
+  await t.test('leader failover: another replica holds the lease within LEASE_MS', async (t) => {
+    const states = await Promise.all(gateways.map(readyz))
+    const leaders = gateways.filter((_, i) => states[i]?.leader)
+    t.equal(leaders.length, 1, 'exactly one leader')
+    const leader = leaders[0]
+    const killedAt = await killBetweenMessages(leader)
+    const survivors = gateways.filter((g) => g !== leader)
+    await until('a new leader', async () => (await Promise.all(survivors.map(readyz))).some((s) => s?.leader), LEASE_MS + 3000)
+    const takeover = performance.now() - killedAt
+    t.comment(`takeover after SIGKILL of the leader: ${Math.round(takeover)} ms (LEASE_MS ${LEASE_MS})`)
+    t.ok(takeover <= LEASE_MS + 1000, `takeover ${Math.round(takeover)} ms within LEASE_MS (+ 1 s of polling slack)`)
+    const sentBefore = feed.sent.length
+    await until('the feed flows again', () => feed.sent.length > sentBefore + 20 && caughtUp(), 15_000)
+  })
+
+  await t.test('replica kill under SSE: its subscribers reconnect through nginx and resume', async (t) => {
+    const alive = gateways.filter((g) => g.alive())
+    const states = await Promise.all(alive.map(readyz))
+    const victim = alive.find((_, i) => !states[i]?.leader && (states[i]?.sseOpen ?? 0) > 0)
+    t.ok(victim, 'a non-leader replica serving streams')
+    if (victim) await killBetweenMessages(victim)
+    const sentBefore = feed.sent.length
+    await until('the feed flows on', () => feed.sent.length > sentBefore + 20, 15_000)
+  })
+
+  feed.setRate(0)
+  await until('every rating delivered', caughtUp, 20_000)
+  await sleep(500) // a late duplicate would show up here
+
+  const sent = feed.sent.map(key)
+  const forwarded = forwardedKeys()
+  const lost = sent.filter((k) => !forwarded.has(k)).length
+  const duplicates = sent.filter((k) => openclaw.received.filter((r) => key(r.body as FeedRating) === k).length > 1).length
+  t.comment(`ratings sent ${sent.length}, forwarded ${forwarded.size}, lost ${lost}, forwarded twice ${duplicates}`)
+  t.equal(lost, 0, 'no rating lost')
+  t.equal(duplicates, 0, 'no rating forwarded twice')
+
+  let reconnected = 0
+  for (const s of subscribers) {
+    const expected = feed.sent.filter((r) => r.user_id === s.user).map(key)
+    const ids = s.events.map((e) => e.id)
+    t.equal(new Set(ids).size, ids.length, `${s.user}: no duplicate event`)
+    t.ok(ids.every((id, i) => i === 0 || compareEventIds(ids[i - 1], id) < 0), `${s.user}: events in id order`)
+    t.same(new Set(s.events.map((e) => e.key)), new Set(expected), `${s.user}: every rating of the user, none other`)
+    if (s.opens > 1) reconnected++
+  }
+  t.comment(`subscribers that reconnected after a kill: ${reconnected} of ${subscribers.length}`)
+  t.ok(reconnected >= 2, 'the killed replicas had subscribers, and they resumed')
+})
