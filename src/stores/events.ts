@@ -1,7 +1,7 @@
 import type { ClientContext, Result } from 'ioredis'
 import type { RedisClient } from '../../plugins/redis.js'
 import type { Metrics } from '../../plugins/metrics.js'
-import { compareEventIds, eventIdFromLex, lexEventId, nextEventId } from '../domain/event-id.js'
+import { compareEventIds, eventIdFromLex, isEventId, lexEventId, nextEventId } from '../domain/event-id.js'
 import type { ScoreEvent } from '../domain/rating.js'
 import type { Keys } from './keys.js'
 
@@ -175,6 +175,15 @@ function fromMember(member: string): StoredEvent {
   return { id: eventIdFromLex(member.slice(0, bar)), event: JSON.parse(member.slice(bar + 1)) as ScoreEvent }
 }
 
+/** From XINFO STREAM (a flat name/value list): entries ever added, and the oldest id held. */
+function trimmedBefore(info: unknown): { added: number; first: string } | null {
+  if (!Array.isArray(info)) return null
+  const field = (name: string): unknown => info[info.indexOf(name) + 1]
+  const first = field('first-entry')
+  const id = Array.isArray(first) ? String(first[0]) : ''
+  return isEventId(id) ? { added: Number(field('entries-added')), first: id } : null
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref())
 
 /** Shared by every replica: history and scores per user, fan-out through one global stream. */
@@ -245,14 +254,14 @@ export class RedisEventStore implements EventStore {
 
   /** `ratings:all`: the global stream is the history (bounded by EVENTS_STREAM_MAX). */
   private async replayAll(afterId: string): Promise<Replay> {
-    const [entries, info] = await Promise.all([
+    const [entries, length, oldest] = await Promise.all([
       this.redis.xrange(this.keys.events, `(${afterId}`, '+'),
-      this.redis.call('XINFO', 'STREAM', this.keys.events).catch(() => null)
+      this.redis.xlen(this.keys.events),
+      this.redis.call('XINFO', 'STREAM', this.keys.events).then(trimmedBefore, () => null)
     ])
     const events = entries.flatMap(([id, fields]) => (fields[0] === 'e' ? [{ id, event: JSON.parse(fields[1]) as ScoreEvent }] : []))
-    const deleted = Array.isArray(info) ? String(info[info.indexOf('max-deleted-entry-id') + 1]) : '0-0'
-    const first = entries[0]?.[0]
-    const gap = info && compareEventIds(afterId, deleted) < 0 && first ? first : undefined
+    // Entries were trimmed off (more added than held) and the oldest one held is after afterId.
+    const gap = oldest && oldest.added > length && compareEventIds(afterId, oldest.first) < 0 ? oldest.first : undefined
     return { gap, events }
   }
 

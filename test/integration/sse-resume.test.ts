@@ -129,3 +129,20 @@ t.test('a browser-style EventSource reconnects by itself with Last-Event-ID and 
   t.same(received.map((r) => r.id), ids, 'all six, once each, in order')
   t.same(received.map((r) => r.item), ['e-0', 'e-1', 'e-2', 'e-3', 'e-4', 'e-5'])
 })
+
+t.test('ratings:all resumes from the global stream, with a gap once it was trimmed', async (t) => {
+  const BUCKETS_FILE = await bucketsFile(t, { capacity: 10000, refill_rate: 10000 })
+  const app = await buildTestApp(t, { EVENTS_STREAM_MAX: '10', BUCKETS_FILE })
+  const url = await listen(app)
+  const ids: string[] = []
+  for (let i = 0; i < 300; i++) ids.push(await app.events.publish(score(`u-${i % 7}`, `all-${i}`, 1, i), 'feed'))
+  const headers = bearer(await mint({ sub: 'ops', agent_id: 'ag-ops', scope: 'ratings:all' }))
+  const recent = await openStream(t, `${url}${PATH}`, { ...headers, 'last-event-id': ids[296] })
+  await recent.waitFor(() => recent.events().length === 3)
+  t.same(recent.events().map((e) => e.id), ids.slice(297), 'every user’s events after the id')
+  t.notOk(recent.messages.some((m) => m.event === 'gap'))
+  const old = await openStream(t, `${url}${PATH}`, { ...headers, 'last-event-id': ids[0] })
+  await old.waitFor((m) => m.some((x) => x.event === 'gap'))
+  const gap = old.messages.find((m) => m.event === 'gap')?.data ?? ''
+  t.ok(ids.indexOf(gap) > 0, 'gap names the oldest id still held')
+})

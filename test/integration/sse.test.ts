@@ -71,31 +71,33 @@ t.test('expired token: named event expired, then the stream ends', async (t) => 
   t.match(JSON.parse(last?.data ?? '{}'), { reason: /expired/ })
 })
 
-t.test('open streams per agent are capped: 429 with Retry-After', async (t) => {
-  const app = await buildTestApp(t, { SSE_MAX_STREAMS_PER_AGENT: '2' })
-  const url = await listen(app)
-  const token = await mint({ sub: 'gus', agent_id: 'ag-g' })
-  const first = await openStream(t, `${url}${PATH}`, bearer(token))
-  const second = await openStream(t, `${url}${PATH}`, bearer(token))
-  t.equal(first.status, 200)
-  t.equal(second.status, 200)
-  const third = await openStream(t, `${url}${PATH}`, bearer(token))
-  t.equal(third.status, 429)
-  t.ok(Number(third.headers['retry-after']) >= 1)
-  await third.ended
-  t.match(JSON.parse(third.body), { statusCode: 429, error: 'Too Many Requests' })
-  const other = await openStream(t, `${url}${PATH}`, bearer(await mint({ sub: 'gus', agent_id: 'ag-other' })))
-  t.equal(other.status, 200, 'another agent is not affected')
-  first.close()
-  await first.ended
-  // The slot is released when the client goes away.
-  let again = await openStream(t, `${url}${PATH}`, bearer(token))
-  for (let i = 0; again.status !== 200 && i < 50; i++) {
-    await new Promise((r) => setTimeout(r, 50))
-    again = await openStream(t, `${url}${PATH}`, bearer(token))
-  }
-  t.equal(again.status, 200)
-})
+for (const memory of [false, true]) {
+  t.test(`open streams per agent are capped: 429 with Retry-After (${memory ? 'memory' : 'Redis'})`, async (t) => {
+    const app = await buildTestApp(t, { SSE_MAX_STREAMS_PER_AGENT: '2' }, { memory })
+    const url = await listen(app)
+    const token = await mint({ sub: 'gus', agent_id: 'ag-g' })
+    const first = await openStream(t, `${url}${PATH}`, bearer(token))
+    const second = await openStream(t, `${url}${PATH}`, bearer(token))
+    t.equal(first.status, 200)
+    t.equal(second.status, 200)
+    const third = await openStream(t, `${url}${PATH}`, bearer(token))
+    t.equal(third.status, 429)
+    t.ok(Number(third.headers['retry-after']) >= 1)
+    await third.ended
+    t.match(JSON.parse(third.body), { statusCode: 429, error: 'Too Many Requests' })
+    const other = await openStream(t, `${url}${PATH}`, bearer(await mint({ sub: 'gus', agent_id: 'ag-other' })))
+    t.equal(other.status, 200, 'another agent is not affected')
+    first.close()
+    await first.ended
+    // The slot is released when the client goes away.
+    let again = await openStream(t, `${url}${PATH}`, bearer(token))
+    for (let i = 0; again.status !== 200 && i < 50; i++) {
+      await new Promise((r) => setTimeout(r, 50))
+      again = await openStream(t, `${url}${PATH}`, bearer(token))
+    }
+    t.equal(again.status, 200)
+  })
+}
 
 t.test('conflation: a burst faster than the delivery bucket ends with the newest score per item', async (t) => {
   const BUCKETS_FILE = await bucketsFile(t, { capacity: 2, refill_rate: 5 })
