@@ -41,6 +41,8 @@ function rating(user = 'u1', extra: Partial<FeedRating> = {}): FeedRating {
 }
 
 const v1 = ({ user_id, item_id, timestamp, rating }: FeedRating) => ({ user_id, item_id, timestamp, rating })
+/** OpenClaw is called concurrently: compare what arrived regardless of order. */
+const sorted = (values: unknown[]) => values.map((v) => JSON.stringify(v)).sort()
 const bodies = (openclaw: { received: { body: unknown }[] }) => openclaw.received.map((r) => r.body)
 
 t.test('a feed rating reaches OpenClaw as the exact v1 JSON with the Bearer key', async (t) => {
@@ -50,7 +52,7 @@ t.test('a feed rating reaches OpenClaw as the exact v1 JSON with the Bearer key'
   feed.send(plain)
   feed.send(charged)
   await until('both ratings at OpenClaw', () => openclaw.received.length >= 2)
-  t.same(bodies(openclaw), [plain, v1(charged)], 'the 4 contract fields, agent_id stripped')
+  t.same(sorted(bodies(openclaw)), sorted([plain, v1(charged)]), 'the 4 contract fields, agent_id stripped')
   for (const r of openclaw.received) t.equal(r.authorization, `Bearer ${openclaw.apiKey}`)
   t.notOk(
     logs.lines.some((l) => l.includes(openclaw.apiKey)),
@@ -72,7 +74,7 @@ t.test('garbage is counted and skipped; the valid ratings around it are forwarde
   feed.send(valid[4])
 
   await until('every valid rating at OpenClaw', () => openclaw.received.length >= valid.length)
-  t.same(bodies(openclaw), valid, 'in feed order, none lost, none invented')
+  t.same(sorted(bodies(openclaw)), sorted(valid), 'none lost, none invented')
 
   const invalid = (reason: string) => metric(app, 'moltbridge_moltbook_messages_total', `result="invalid",reason="${reason}"`)
   t.equal(await invalid('json'), 21)
@@ -208,10 +210,22 @@ t.test('while Redis is down the feed is paused and nothing read is dropped, even
   await redis.restart()
   app.ingest.start()
   await until('every rating read during the outage at OpenClaw', () => openclaw.received.length >= during.length, 20_000)
-  t.same(
-    bodies(openclaw).map((b) => JSON.stringify(b)).sort(),
-    during.map((r) => JSON.stringify(r)).sort(),
-    'each rating once'
-  )
+  t.same(sorted(bodies(openclaw)), sorted(during), 'each rating once')
   await until('reading again', async () => (await metric(app, 'moltbridge_moltbook_paused')) === 0)
+})
+
+t.test("the simulator's own feed: unique ratings at a rate, each forwarded once", async (t) => {
+  const { feed, openclaw } = await pipeline(t, {}, { users: ['rate-u1', 'rate-u2'], items: ['a', 'b'], agents: ['rate-agent'] })
+  feed.setRate(40)
+  await until('some ratings emitted', () => feed.sent.length >= 30)
+  feed.setRate(0)
+  const sent = [...feed.sent]
+  const keys = new Set(sent.map((r) => `${r.user_id}/${r.item_id}/${r.timestamp}`))
+  t.equal(keys.size, sent.length, 'no (user, item, timestamp) repeats, even within one second')
+  t.ok(sent.every((r) => r.agent_id === 'rate-agent'))
+  await until('every emitted rating at OpenClaw', () => openclaw.received.length >= sent.length, 20_000)
+  t.ok(
+    sent.every((r) => openclaw.count(r) === 1),
+    'each forwarded once'
+  )
 })
