@@ -1,6 +1,5 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { once } from 'node:events'
 import { WebSocket, type RawData } from 'ws'
 import { backoffDelay, type BackoffOptions } from '../src/domain/backoff.js'
 import { parseFeedMessage, type InvalidReason } from '../src/domain/feed-message.js'
@@ -174,7 +173,10 @@ function createIngest(app: FastifyInstance, url: string) {
       if (s.paused) ws.pause()
       // Dead peer: no pong by the next ping. Not while paused: pongs are not read then.
       ping = setInterval(() => {
-        if (s.paused) return
+        if (s.paused) {
+          awaitingPong = false
+          return
+        }
         if (awaitingPong) {
           log.warn({ url: where }, 'moltbook peer silent: reconnecting')
           ws.terminate()
@@ -233,7 +235,8 @@ function createIngest(app: FastifyInstance, url: string) {
       if (s.reconnectTimer) clearTimeout(s.reconnectTimer)
       const ws = s.ws
       if (ws && ws.readyState !== WebSocket.CLOSED) {
-        const closed = once(ws, 'close')
+        // Not events.once: it would reject on the 'error' a socket still connecting emits first.
+        const closed = new Promise((resolve) => ws.once('close', resolve))
         ws.terminate()
         await closed
       }

@@ -229,3 +229,22 @@ t.test("the simulator's own feed: unique ratings at a rate, each forwarded once"
     'each forwarded once'
   )
 })
+
+t.test('an unreachable feed is retried with backoff until stop(), which ends it cleanly', async (t) => {
+  const gone = await moltbook(t)
+  await gone.close()
+  const openclaw = await startTestOpenClaw(t)
+  const logs = logCapture()
+  const app = await buildTestApp(
+    t,
+    { ...openclawEnv(openclaw), MOLTBOOK_URL: gone.url, MOLTBOOK_BACKOFF_BASE_MS: '10', MOLTBOOK_BACKOFF_MAX_MS: '50' },
+    { logStream: logs.stream }
+  )
+  await until('a few reconnect attempts', async () => (await metric(app, 'moltbridge_moltbook_reconnects_total')) >= 3)
+  t.equal(logs.lines.filter((l) => l.includes('moltbook socket error')).length, 1, 'one warning per outage')
+  await app.ingest.stop()
+  const attempts = await metric(app, 'moltbridge_moltbook_reconnects_total')
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.equal(await metric(app, 'moltbridge_moltbook_reconnects_total'), attempts, 'no attempt after stop()')
+  t.equal(await metric(app, 'moltbridge_moltbook_connected'), 0)
+})
