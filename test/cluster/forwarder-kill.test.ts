@@ -1,0 +1,64 @@
+import { Redis } from 'ioredis'
+import t from 'tap'
+import { createKeys } from '../../src/stores/keys.js'
+import { deletePrefix, REDIS_URL, TEST_SECRET, uniquePrefix } from '../helpers/app.js'
+import { moltbook, until } from '../helpers/moltbook.js'
+import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
+import { buildGateway, startGateway } from '../helpers/processes.js'
+import { openStream } from '../helpers/sse.js'
+import { bearer, mint } from '../helpers/tokens.js'
+
+const USER = 'fk-user'
+const COUNT = 10
+const key = (r: { user_id: string; item_id: string; timestamp: number }) => `${r.user_id}/${r.item_id}/${r.timestamp}`
+
+t.test('a replica killed with unacknowledged forwards: another reclaims them and forwards each once', async (t) => {
+  await buildGateway()
+  const openclaw = await startTestOpenClaw(t, { stall: true })
+  const feed = await moltbook(t)
+  const prefix = uniquePrefix()
+  t.teardown(() => deletePrefix(prefix))
+  const redis = new Redis(REDIS_URL)
+  t.teardown(() => redis.disconnect())
+  const queueKey = createKeys(prefix).queue
+  const pending = async () => {
+    const summary = (await redis.xpending(queueKey, 'forwarders').catch(() => [0])) as [number, ...unknown[]]
+    return Number(summary[0])
+  }
+  const env = {
+    REDIS_URL,
+    KEY_PREFIX: prefix,
+    JWT_SECRET: TEST_SECRET,
+    MOLTBOOK_URL: feed.url,
+    // Stalled calls time out and are retried: the entries stay held (unacknowledged) by this replica.
+    ...openclawEnv(openclaw, 1000),
+    LEASE_MS: '1500',
+    QUEUE_CLAIM_MS: '1500'
+  }
+
+  const first = await startGateway(t, 'first', env)
+  await until('the first replica reads the feed', () => feed.clients() === 1, 15_000)
+  const ratings = Array.from({ length: COUNT }, (_, i) => ({ user_id: USER, item_id: `fk-i${i}`, timestamp: 1721200000 + i, rating: 2.5 }))
+  feed.send(ratings)
+  await until('the ratings are read from the queue and held unacknowledged', async () => (await pending()) === COUNT, 15_000)
+  await until('OpenClaw calls in flight', () => openclaw.received.length > 0, 15_000)
+  t.equal(await pending(), COUNT, `${COUNT} entries pending on the replica about to die`)
+  await first.stop('SIGKILL')
+
+  await openclaw.set({ stall: false })
+  const before = openclaw.received.length
+  const second = await startGateway(t, 'second', env)
+  const token = await mint({ sub: USER, agent_id: 'fk-agent' })
+  const stream = await openStream(t, `${second.url}/events/personalized-rating`, { ...bearer(token), 'last-event-id': '0-0' })
+  t.equal(stream.status, 200, 'subscriber on the surviving replica')
+
+  await stream.waitFor(() => stream.events().length >= COUNT, 30_000)
+  await until('queue drained', async () => (await pending()) === 0, 10_000)
+  await new Promise((resolve) => setTimeout(resolve, 500)) // a late duplicate would show up here
+
+  const published = stream.events().map((e) => key(e.data as (typeof ratings)[number]))
+  t.equal(published.length, COUNT, 'one score event per rating, no duplicate')
+  t.same(new Set(published), new Set(ratings.map(key)), 'every pending rating published')
+  const after = openclaw.received.slice(before).map((r) => key(r.body as (typeof ratings)[number]))
+  for (const r of ratings) t.equal(after.filter((k) => k === key(r)).length, 1, `${r.item_id} forwarded once after the reclaim`)
+})
