@@ -23,6 +23,8 @@ const MAX_PAYLOAD = 16 * 1024 * 1024
 /** At most one log line per invalid reason per window (with how many were skipped). */
 const INVALID_LOG_WINDOW_MS = 10_000
 const EXCERPT_CHARS = 80
+/** stop() waits this long for Moltbook's close frame (reading what it sent before it) before cutting the socket. */
+const CLOSE_TIMEOUT_MS = 1000
 
 /** One run of the feed, from start() to stop(): stopping it ends every wait inside it. */
 interface Session {
@@ -133,6 +135,18 @@ function createIngest(app: FastifyInstance, url: string) {
     if (s.paused && !s.stopped) setPaused(s, false)
   }
 
+  /** Last try on stop(): queue what is still pending, once, without waiting; the rest waits for start(). */
+  const flush = async () => {
+    while (pending.length > 0) {
+      try {
+        await app.forwarder.enqueue(pending[0].ratings, pending[0].readAt)
+      } catch {
+        return
+      }
+      pending.shift()
+    }
+  }
+
   const startDrain = (s: Session) => {
     s.draining ??= drain(s)
       .catch((err: Error) => log.error({ err }, 'moltbook ratings not handed to the queue'))
@@ -141,8 +155,8 @@ function createIngest(app: FastifyInstance, url: string) {
       })
   }
 
+  // Also called while stop() closes the socket: what Moltbook sent before its close frame is kept.
   const onMessage = (s: Session, raw: RawData, isBinary: boolean) => {
-    if (s.stopped) return
     const readAt = Date.now()
     const data = toBuffer(raw)
     const { ratings, invalid } = parseFeedMessage(data, isBinary, c.MOLTBOOK_MAX_MESSAGE_BYTES)
@@ -153,7 +167,7 @@ function createIngest(app: FastifyInstance, url: string) {
     if (ratings.length === 0) return
     metrics.moltbookMessages.inc({ result: 'valid', reason: '' }, ratings.length)
     pending.push({ ratings, readAt })
-    startDrain(s)
+    if (!s.stopped) startDrain(s)
   }
 
   const connect = (s: Session, attempt: number) => {
@@ -237,11 +251,15 @@ function createIngest(app: FastifyInstance, url: string) {
       if (ws && ws.readyState !== WebSocket.CLOSED) {
         // Not events.once: it would reject on the 'error' a socket still connecting emits first.
         const closed = new Promise((resolve) => ws.once('close', resolve))
-        ws.terminate()
+        ws.resume() // the close frame must be read; the messages before it are kept
+        ws.close(1001, 'going away')
+        const cut = setTimeout(() => ws.terminate(), CLOSE_TIMEOUT_MS)
         await closed
+        clearTimeout(cut)
       }
       metrics.moltbookPaused.set(0)
       await s.draining
+      await flush()
     },
     get connected() {
       return connected

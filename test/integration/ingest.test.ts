@@ -248,3 +248,14 @@ t.test('an unreachable feed is retried with backoff until stop(), which ends it 
   t.equal(await metric(app, 'moltbridge_moltbook_reconnects_total'), attempts, 'no attempt after stop()')
   t.equal(await metric(app, 'moltbridge_moltbook_connected'), 0)
 })
+
+t.test('stop() closes with a handshake: what Moltbook sent before it is still queued and forwarded', async (t) => {
+  const { app, feed, openclaw } = await pipeline(t)
+  const last = [rating('cl-u1'), rating('cl-u2'), rating('cl-u1')]
+  feed.send(last[0])
+  feed.send([last[1], last[2]])
+  await app.ingest.stop() // in the same tick: none of them has been read yet
+  t.equal(feed.clients(), 0)
+  await until('the last ratings at OpenClaw', () => openclaw.received.length >= last.length)
+  t.same(sorted(bodies(openclaw)), sorted(last))
+})
