@@ -75,6 +75,17 @@ t.test('three replicas behind nginx: leader failover and replica kill under SSE'
     gateways.map((g) => `127.0.0.1:${g.port}`)
   )
 
+  await t.test('a ticket issued by one replica opens a stream on another', async (t) => {
+    const headers = { authorization: `Bearer ${await mint({ sub: USERS[0], agent_id: 'fo-ticket' })}` }
+    const issued = await fetch(`${gateways[0].url}/v1/sse-tickets`, { method: 'POST', headers })
+    t.equal(issued.status, 201)
+    const { ticket } = (await issued.json()) as { ticket: string }
+    const controller = new AbortController()
+    const stream = await fetch(`${gateways[1].url}/events/personalized-rating?ticket=${ticket}`, { signal: controller.signal })
+    t.equal(stream.status, 200, 'redeemed on another replica')
+    controller.abort()
+  })
+
   // Two streams per user, opened one after the other: nginx's round robin puts two on each replica.
   const subscribers: Subscriber[] = []
   for (const [i, user] of [...USERS, ...USERS].entries()) {

@@ -41,11 +41,11 @@ t.test('the gateway on a 3-primary Redis Cluster', async (t) => {
     t.teardown(() => client.disconnect())
     const store = createRedisLeaseStore(client, createKeys(uniquePrefix()))
     const first = await store.acquire('a', 5000)
-    t.ok(first.acquired)
-    t.ok(await store.renew('a', first.fence!, 5000))
-    t.notOk((await store.acquire('b', 5000)).acquired)
+    t.ok(first.acquired, 'acquired')
+    t.ok(await store.renew('a', first.fence!, 5000), 'renewed (lease and fence read in one script)')
+    t.notOk((await store.acquire('b', 5000)).acquired, 'held against another owner')
     await store.release('a')
-    t.ok((await store.acquire('b', 5000)).acquired)
+    t.ok((await store.acquire('b', 5000)).acquired, 'released, then taken by another owner')
   })
 
   await t.test('REST burst: the agent bucket admits its capacity, then 429', async (t) => {
