@@ -1,4 +1,5 @@
 import { Cluster } from 'ioredis'
+import { performance } from 'node:perf_hooks'
 import t from 'tap'
 import { createKeys } from '../../src/stores/keys.js'
 import { createRedisLeaseStore } from '../../src/stores/lease.js'
@@ -50,6 +51,7 @@ t.test('the gateway on a 3-primary Redis Cluster', async (t) => {
 
   await t.test('REST burst: the agent bucket admits its capacity, then 429', async (t) => {
     const token = await mint({ sub: 'cluster-user', agent_id: 'cluster-agent' })
+    const started = performance.now()
     const statuses = await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
         app
@@ -63,7 +65,8 @@ t.test('the gateway on a 3-primary Redis Cluster', async (t) => {
       )
     )
     const ok = statuses.filter((s) => s === 200).length
-    t.ok(ok >= 40 && ok <= 42, `admitted ${ok} of 50 (capacity 40, ±1 + refill)`)
+    const most = 40 + (20 * (performance.now() - started)) / 1000 + 1
+    t.ok(ok >= 39 && ok <= most, `admitted ${ok} of 50 (capacity 40 + 20/s × elapsed, ±1: at most ${most.toFixed(1)})`)
     t.equal(statuses.filter((s) => s === 429).length, 50 - ok, 'the rest are 429, never a 5xx')
   })
 
