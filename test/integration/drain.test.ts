@@ -78,36 +78,28 @@ t.test('no rating is lost across a drain: the leader is stopped, the other repli
   await until('A forwards the feed', () => openclaw.received.length >= 40, 20_000)
   t.notOk(b.lease.isLeader(), 'B waits while A holds the lease')
   const sentBeforeSignal = feed.sent.length
+  const signalled = Date.now()
   await a.stop('SIGTERM')
-  t.equal(a.exitCode(), 0, 'A drained and exited 0')
+  t.equal(a.exitCode(), 0, `A drained and exited 0 (after ${Date.now() - signalled} ms)`)
   const holder = await b.redis!.get(b.keys.lease)
   t.notOk(holder?.includes(`:${a.pid}:`), `A released its lease on the way out (holder now: ${holder === null ? 'none' : 'B'})`)
   await until('B takes over the lease', () => b.lease.isLeader(), 10_000)
+  t.comment(`B leads ${Date.now() - signalled} ms after the SIGTERM`)
   const sentBeforeB = feed.sent.length
   await until('the feed flows through B', () => feed.sent.length >= sentBeforeB + 40, 20_000)
   feed.setRate(0)
 
   const sent = [...feed.sent]
-  // Written by Moltbook while A closed its socket: A's ingest terminates the socket instead of a
-  // close handshake, so what was on the wire then is never read (see the todo below).
-  const closing = new Set(sent.slice(sentBeforeSignal, sentBeforeB))
-  const expected = sent.filter((r) => !closing.has(r))
-  const missing = () => expected.filter((r) => openclaw.count(r) === 0)
+  const missing = () => sent.filter((r) => openclaw.count(r) === 0)
   await until('every rating reaches OpenClaw', () => missing().length === 0, 20_000).catch((err: Error) => {
-    throw new Error(`${err.message}: ${missing().length} of ${expected.length} missing`)
+    throw new Error(`${err.message}: ${missing().length} of ${sent.length} missing`)
   })
   await sleep(500) // a duplicate would arrive now, not later: the queue is empty
-  t.ok(sent.length > 80, `${sent.length} ratings sent, ${closing.size} while A closed`)
+  t.ok(sent.length >= 80, `${sent.length} ratings sent, ${sentBeforeB - sentBeforeSignal} of them while A drained`)
   t.same(
-    expected.map((r) => openclaw.count(r)).filter((n) => n !== 1),
+    sent.map((r) => openclaw.count(r)).filter((n) => n !== 1),
     [],
-    'every rating sent before the SIGTERM and after B took over reached OpenClaw exactly once'
-  )
-  t.same(
-    [...closing].map((r) => openclaw.count(r)).filter((n) => n !== 1),
-    [],
-    'the ratings Moltbook sent while A was closing reached OpenClaw exactly once',
-    { todo: 'plugins/ingest.ts stop() terminates the feed socket: needs a close handshake and a last flush' }
+    'every rating the feed sent reached OpenClaw exactly once'
   )
 })
 
