@@ -106,7 +106,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const data = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''))
   let config: Config
   try {
-    config = envSchema<Config>({ schema: ConfigSchema, data, dotenv: false })
+    config = envSchema<Config>({ schema: ConfigSchema, data, env: false, dotenv: false })
   } catch (err) {
     throw new ConfigError(`Invalid configuration: ${describe(err)}`)
   }
