@@ -1,10 +1,11 @@
 import type {} from '@fastify/cookie'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose'
+import { createRemoteJWKSet, errors, jwtVerify, type CryptoKey, type JWTVerifyGetKey } from 'jose'
 import { createPublicKey, type KeyObject } from 'node:crypto'
 import { ConfigError, type Config } from '../src/config.js'
 import { allowedAlgorithms, isExpired, jwtQueryParam, principalFromClaims, type Principal } from '../src/domain/credentials.js'
+import { VerifiedTokens } from '../src/domain/verified-tokens.js'
 import { HttpError } from '../src/errors.js'
 import { memoryTicketStore, redisTicketStore } from '../src/stores/tickets.js'
 
@@ -74,6 +75,10 @@ function parsePublicKey(pem: string): KeyObject {
   }
 }
 
+/** Verified tokens remembered at once, and for how long at most (see VerifiedTokens). */
+const VERIFIED_MAX = 10_000
+const VERIFIED_MAX_AGE_MS = 60_000
+
 /** One key resolver for every configured source: HMAC algorithms get the secret, the others the key or JWKS. */
 function keyResolver(config: Config): JWTVerifyGetKey {
   const secret = config.JWT_SECRET ? new TextEncoder().encode(config.JWT_SECRET) : undefined
@@ -81,9 +86,20 @@ function keyResolver(config: Config): JWTVerifyGetKey {
   const jwks = config.JWT_JWKS_URL
     ? createRemoteJWKSet(new URL(config.JWT_JWKS_URL), { cooldownDuration: config.JWT_JWKS_COOLDOWN_MS })
     : undefined
+  // jose imports a raw secret into a CryptoKey on every verify; import it once per HS algorithm.
+  const hmacKeys = new Map<string, Promise<CryptoKey>>()
+  const hmacKey = (alg: string, raw: Uint8Array) => {
+    let key = hmacKeys.get(alg)
+    if (!key) {
+      const hash = `SHA-${alg.slice(2)}`
+      key = crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash }, false, ['verify'])
+      hmacKeys.set(alg, key)
+    }
+    return key
+  }
   return async (header, token) => {
     // The allowlist has already refused algorithms without a key source (see allowedAlgorithms).
-    if (header.alg?.startsWith('HS') && secret) return secret
+    if (header.alg?.startsWith('HS') && secret) return hmacKey(header.alg, secret)
     if (publicKey) return publicKey
     if (!jwks) throw new errors.JOSEAlgNotAllowed('no key for this algorithm')
     try {
@@ -134,7 +150,17 @@ export default fp(
       clockTolerance: config.JWT_CLOCK_TOLERANCE_S
     }
 
+    const verified = new VerifiedTokens<Principal>(VERIFIED_MAX, VERIFIED_MAX_AGE_MS)
+
     async function verifyJwt(token: string): Promise<Principal> {
+      const known = verified.get(token, Date.now())
+      if (known) return known
+      const principal = await verifySignatureAndClaims(token)
+      verified.set(token, principal, principal.exp === undefined ? undefined : principal.exp * 1000, Date.now())
+      return principal
+    }
+
+    async function verifySignatureAndClaims(token: string): Promise<Principal> {
       let payload: Record<string, unknown>
       try {
         payload = (await jwtVerify(token, getKey, verifyOptions)).payload
