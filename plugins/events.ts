@@ -16,8 +16,11 @@ declare module 'fastify' {
     events: {
       /** Store in the user's history, remember as latest score, fan out to every replica; resolves to the id. */
       publish(event: ScoreEvent, source: Source): Promise<string>
-      /** Every event reaching this replica through the fan-out, in id order. Returns unsubscribe. */
-      subscribe(listener: (event: StoredEvent) => void): () => void
+      /**
+       * Every event reaching this replica through the fan-out, in id order (only `userId`'s when
+       * given: a stream per user need not look at everyone's events). Returns unsubscribe.
+       */
+      subscribe(listener: (event: StoredEvent) => void, userId?: string | null): () => void
       /** What the user missed after `afterId`, in order (userId null: every user). */
       replay(userId: string | null, afterId: string): Promise<Replay>
       /** The latest score event per listed item for a user. */
@@ -40,8 +43,11 @@ export default fp(
       ? new RedisEventStore(app.redis, app.redisConnection('events'), app.keys, limits, app.metrics)
       : new MemoryEventStore(limits)
 
-    const listeners = new Set<(event: StoredEvent) => void>()
-    await store.start((event) => {
+    type Listener = (event: StoredEvent) => void
+    const everyone = new Set<Listener>()
+    const byUser = new Map<string, Set<Listener>>()
+    const notify = (listeners: Set<Listener> | undefined, event: StoredEvent) => {
+      if (!listeners) return
       for (const listener of listeners) {
         try {
           listener(event)
@@ -49,6 +55,10 @@ export default fp(
           app.log.error({ err }, 'event listener failed')
         }
       }
+    }
+    await store.start((event) => {
+      notify(everyone, event)
+      notify(byUser.get(event.event.user_id), event)
     })
 
     app.decorate('events', {
@@ -57,9 +67,18 @@ export default fp(
         app.metrics.published.inc({ source })
         return id
       },
-      subscribe(listener: (event: StoredEvent) => void) {
+      subscribe(listener: Listener, userId?: string | null) {
+        if (userId == null) {
+          everyone.add(listener)
+          return () => void everyone.delete(listener)
+        }
+        const listeners = byUser.get(userId) ?? new Set<Listener>()
+        byUser.set(userId, listeners)
         listeners.add(listener)
-        return () => void listeners.delete(listener)
+        return () => {
+          listeners.delete(listener)
+          if (listeners.size === 0 && byUser.get(userId) === listeners) byUser.delete(userId)
+        }
       },
       replay: (userId: string | null, afterId: string) => store.replay(userId, afterId),
       latest: (userId: string, items: string[]) => store.latest(userId, items)
@@ -68,7 +87,8 @@ export default fp(
     app.readiness.add('fanout', () => store.canary(c.READY_CANARY_MS))
 
     app.addHook('onClose', async () => {
-      listeners.clear()
+      everyone.clear()
+      byUser.clear()
       await store.close()
     })
   },

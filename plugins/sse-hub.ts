@@ -1,6 +1,5 @@
-import type { EventMessage, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { FastifySSEPlugin } from 'fastify-sse-v2'
 import { randomUUID } from 'node:crypto'
 import { ConflatingBuffer } from '../src/domain/conflation.js'
 import { compareEventIds } from '../src/domain/event-id.js'
@@ -41,11 +40,34 @@ interface AgentDelivery {
 const ALL_SCOPE = 'ratings:all'
 /** Longest setTimeout Node accepts. */
 const MAX_TIMER_MS = 2 ** 31 - 1
+const EXPIRED_DATA = JSON.stringify({ reason: 'token expired' })
+
+/**
+ * An event's SSE message and conflation key, made once per event and shared by every stream
+ * it goes to (the same StoredEvent object reaches every listener). JSON has no raw newline,
+ * so the data is one line.
+ */
+const messages = new WeakMap<StoredEvent, string>()
+function message(e: StoredEvent): string {
+  let text = messages.get(e)
+  if (text === undefined) {
+    text = `id: ${e.id}\ndata: ${JSON.stringify(e.event)}\n\n`
+    messages.set(e, text)
+  }
+  return text
+}
+const conflationKeys = new WeakMap<StoredEvent, string>()
+function conflationKey(e: StoredEvent): string {
+  let key = conflationKeys.get(e)
+  if (key === undefined) {
+    key = `${e.event.user_id}\u0000${e.event.item_id}`
+    conflationKeys.set(e, key)
+  }
+  return key
+}
 
 export default fp(
   async (app) => {
-    // The retry hint is the stream's own first message (SSE_RETRY_MS), not the plugin's default.
-    await app.register(FastifySSEPlugin, { retryDelay: false })
     const c = app.config
     const { metrics } = app
     const slots = app.redis ? new RedisStreamSlots(app.redis, app.keys) : new MemoryStreamSlots()
@@ -57,21 +79,24 @@ export default fp(
 
     class Stream {
       readonly done: Promise<void>
-      private readonly buffer = new ConflatingBuffer<StoredEvent>(
-        (e) => `${e.event.user_id}\u0000${e.event.item_id}`,
-        (e) => e.id.length + JSON.stringify(e.event).length + 16
-      )
+      private readonly buffer = new ConflatingBuffer<StoredEvent>(conflationKey, (e) => message(e).length)
       private lastQueued: string | null = null
       private ending: CloseReason | null = null
       private finished = false
       private heartbeatDue = false
-      /** True while the socket side is asking for the next message. */
-      private pulled = true
-      private waiter: (() => void) | null = null
+      /** Headers and the first messages are out: the pump may write. */
+      private attached = false
+      /** The socket asked us to wait (write returned false) and has not drained yet. */
+      private blocked = false
+      /** A pump is due in this tick's microtasks: events that arrive together leave in one write. */
+      private scheduled = false
+      /** Pumps again when the agent's delivery bucket has the next token. */
+      private retryTimer: NodeJS.Timeout | undefined
       private readonly timers: NodeJS.Timeout[] = []
       private unsubscribe: () => void = () => {}
       private resolveDone: () => void = () => {}
       private readonly agent: AgentDelivery
+      private readonly all: boolean
 
       constructor(
         readonly id: string,
@@ -80,6 +105,7 @@ export default fp(
         private readonly reply: FastifyReply
       ) {
         this.done = new Promise((resolve) => (this.resolveDone = resolve))
+        this.all = principal.scopes.includes(ALL_SCOPE)
         this.agent = agents.get(principal.agentId) ?? { streams: 0 }
         agents.set(principal.agentId, this.agent)
         this.agent.streams++
@@ -88,8 +114,7 @@ export default fp(
       }
 
       private matches(e: StoredEvent): boolean {
-        const all = this.principal.scopes.includes(ALL_SCOPE)
-        return (all || e.event.user_id === this.principal.sub) && (!this.items || this.items.has(e.event.item_id))
+        return (this.all || e.event.user_id === this.principal.sub) && (!this.items || this.items.has(e.event.item_id))
       }
 
       /**
@@ -103,11 +128,10 @@ export default fp(
           if (!this.matches(e)) return
           if (live) this.enqueue(e)
           else early.push(e)
-        })
+        }, this.all ? null : this.principal.sub)
         let gap: string | undefined
         if (lastEventId) {
-          const all = this.principal.scopes.includes(ALL_SCOPE)
-          const replay = await app.events.replay(all ? null : this.principal.sub, lastEventId)
+          const replay = await app.events.replay(this.all ? null : this.principal.sub, lastEventId)
           gap = replay.gap
           this.lastQueued = lastEventId
           for (const e of replay.events) if (this.matches(e)) this.enqueue(e)
@@ -117,13 +141,18 @@ export default fp(
         return gap
       }
 
+      /** Sends the headers the way fastify-sse-v2 did, then writes straight to the socket. */
       attach(gap: string | undefined): void {
         const raw = this.reply.raw
         if (raw.destroyed) return this.finish('client') // gone while the history was read
         raw.on('close', () => this.finish(this.ending ?? 'client'))
+        raw.on('drain', () => {
+          this.blocked = false
+          this.pump()
+        })
         const beat = setInterval(() => {
           this.heartbeatDue = true
-          this.wake()
+          this.schedule()
           this.checkSlow()
           slots.refresh(this.principal.agentId, this.id, slotTtlMs).catch(() => {
             /* a missed refresh only shortens the slot's life */
@@ -136,7 +165,16 @@ export default fp(
           this.timers.push(setTimeout(() => this.end('expired'), ms))
         }
         for (const timer of this.timers) timer.unref()
-        this.reply.sse(this.messages(gap))
+        void this.reply.hijack()
+        for (const [name, value] of Object.entries(this.reply.getHeaders())) raw.setHeader(name, value ?? '')
+        raw.setHeader('Content-Type', 'text/event-stream; charset=utf-8')
+        raw.setHeader('Connection', 'keep-alive')
+        raw.setHeader('Cache-Control', 'no-cache,no-transform')
+        raw.setHeader('x-no-compression', 1)
+        raw.statusCode = 200
+        this.attached = true
+        this.write(`retry: ${c.SSE_RETRY_MS}\n\n${gap ? `event: gap\ndata: ${gap}\n\n` : ''}`)
+        this.pump()
       }
 
       private enqueue(e: StoredEvent): void {
@@ -144,13 +182,13 @@ export default fp(
         this.lastQueued = e.id
         if (this.buffer.push(e)) metrics.sseConflated.inc()
         this.checkSlow()
-        this.wake()
+        this.schedule()
       }
 
-      /** The socket stopped asking for data and the unsent data passed the bound: close it. */
+      /** The socket stopped taking data and the unsent data passed the bound: close it. */
       private checkSlow(): void {
         const unsent = this.reply.raw.writableLength + this.buffer.size
-        if (this.pulled || this.finished || unsent <= c.SSE_MAX_UNSENT_BYTES) return
+        if (!this.blocked || this.finished || unsent <= c.SSE_MAX_UNSENT_BYTES) return
         this.cut('slow_consumer')
       }
 
@@ -158,7 +196,7 @@ export default fp(
       end(reason: CloseReason): void {
         if (this.ending || this.finished) return
         this.ending = reason
-        this.wake()
+        this.schedule()
         // A socket that does not take the last message is cut.
         const timer = setTimeout(() => this.cut(reason), 2000)
         timer.unref()
@@ -171,57 +209,52 @@ export default fp(
         this.reply.raw.destroy()
       }
 
-      /** Delivery order: heartbeats, then events as fast as the agent's delivery bucket allows. */
-      private async *messages(gap: string | undefined): AsyncGenerator<EventMessage> {
-        yield* this.send({ retry: c.SSE_RETRY_MS })
-        if (gap) yield* this.send({ event: 'gap', data: gap })
-        while (!this.ending) {
-          if (this.heartbeatDue) {
-            this.heartbeatDue = false
-            yield* this.send({ comment: ' heartbeat' })
-            continue
-          }
-          if (this.buffer.length === 0) {
-            await this.signal()
-            continue
-          }
-          const policy = app.buckets.policy('delivery')
-          const decision = take(this.agent.state, { capacity: policy.capacity, refillRate: policy.refill_rate }, performance.now())
-          if (!decision.allowed) {
-            await this.signal(decision.retryAfterMs)
-            continue
-          }
-          this.agent.state = decision.state
-          const next = this.buffer.shift()
-          if (!next) continue
-          metrics.sseEventsSent.inc()
-          yield* this.send({ id: next.id, data: JSON.stringify(next.event) })
-        }
-        if (this.ending === 'expired') yield* this.send({ event: 'expired', data: JSON.stringify({ reason: 'token expired' }) })
-        if (this.ending === 'drain') yield* this.send({ retry: c.SSE_RETRY_MS })
-      }
-
-      private async *send(message: EventMessage): AsyncGenerator<EventMessage> {
-        this.pulled = false
-        yield message
-        this.pulled = true
-      }
-
-      private signal(ms?: number): Promise<void> {
-        return new Promise((resolve) => {
-          const timer = ms === undefined ? undefined : setTimeout(done, ms)
-          function done() {
-            clearTimeout(timer)
-            resolve()
-          }
-          this.waiter = done
+      private schedule(): void {
+        if (this.scheduled) return
+        this.scheduled = true
+        queueMicrotask(() => {
+          this.scheduled = false
+          this.pump()
         })
       }
 
-      private wake(): void {
-        const waiter = this.waiter
-        this.waiter = null
-        waiter?.()
+      /**
+       * Delivery order: heartbeats, then events as fast as the agent's delivery bucket allows,
+       * all that is ready in one write; nothing while the socket is backed up (the buffer conflates).
+       */
+      private pump(): void {
+        if (!this.attached || this.finished || this.blocked || this.reply.raw.writableEnded) return
+        let chunk = ''
+        if (this.heartbeatDue && !this.ending) {
+          this.heartbeatDue = false
+          chunk += ': heartbeat\n\n'
+        }
+        let sent = 0
+        while (!this.ending && this.buffer.length > 0) {
+          const policy = app.buckets.policy('delivery')
+          const decision = take(this.agent.state, { capacity: policy.capacity, refillRate: policy.refill_rate }, performance.now())
+          if (!decision.allowed) {
+            this.retryTimer ??= setTimeout(() => {
+              this.retryTimer = undefined
+              this.pump()
+            }, decision.retryAfterMs)
+            break
+          }
+          this.agent.state = decision.state
+          const next = this.buffer.shift()
+          if (!next) break
+          sent++
+          chunk += message(next)
+        }
+        if (sent) metrics.sseEventsSent.inc(sent)
+        if (this.ending === 'expired') chunk += `event: expired\ndata: ${EXPIRED_DATA}\n\n`
+        if (this.ending === 'drain') chunk += `retry: ${c.SSE_RETRY_MS}\n\n`
+        if (chunk) this.write(chunk)
+        if (this.ending) this.reply.raw.end()
+      }
+
+      private write(chunk: string): void {
+        if (!this.reply.raw.write(chunk)) this.blocked = true
       }
 
       /** Releases everything; `reason` null: the stream never opened (nothing to count as closed). */
@@ -230,8 +263,8 @@ export default fp(
         this.finished = true
         this.ending = reason ?? 'client'
         for (const timer of this.timers) clearTimeout(timer)
+        clearTimeout(this.retryTimer)
         this.unsubscribe()
-        this.wake()
         if (--this.agent.streams === 0) agents.delete(this.principal.agentId)
         slots.release(this.principal.agentId, this.id).catch(() => {
           /* the slot expires by itself */
