@@ -90,6 +90,17 @@ export default fp(
       })
     }
 
+    if (main) {
+      // Commands issued in the same tick leave in one socket write (ioredis autopipelining): the
+      // hot paths issue several per request, and a write per command cost ~20% of the CPU. Only
+      // once every plugin has defined its scripts: a script defined while an autopipeline is
+      // pending is missing from that pipeline, and ioredis then crashes ("results[i] is not
+      // iterable"). The blocking connections stay as they are: one command at a time anyway.
+      app.addHook('onReady', async () => {
+        main.options.enableAutoPipelining = true
+      })
+    }
+
     app.addHook('onClose', async () => {
       await Promise.all(open.map((c) => c.quit().catch(() => c.disconnect())))
     })
