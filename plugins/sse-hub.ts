@@ -223,7 +223,8 @@ export default fp(
        * all that is ready in one write; nothing while the socket is backed up (the buffer conflates).
        */
       private pump(): void {
-        if (!this.attached || this.finished || this.blocked || this.reply.raw.writableEnded) return
+        const raw = this.reply.raw
+        if (!this.attached || this.finished || this.blocked || raw.writableEnded || raw.destroyed) return
         let chunk = ''
         if (this.heartbeatDue && !this.ending) {
           this.heartbeatDue = false
@@ -250,7 +251,7 @@ export default fp(
         if (this.ending === 'expired') chunk += `event: expired\ndata: ${EXPIRED_DATA}\n\n`
         if (this.ending === 'drain') chunk += `retry: ${c.SSE_RETRY_MS}\n\n`
         if (chunk) this.write(chunk)
-        if (this.ending) this.reply.raw.end()
+        if (this.ending) raw.end()
       }
 
       private write(chunk: string): void {
