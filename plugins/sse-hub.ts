@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { randomUUID } from 'node:crypto'
+import type { ServerResponse } from 'node:http'
 import { ConflatingBuffer } from '../src/domain/conflation.js'
 import { compareEventIds } from '../src/domain/event-id.js'
 import { take, type BucketState } from '../src/domain/token-bucket.js'
@@ -102,7 +103,8 @@ export default fp(
         readonly id: string,
         private readonly principal: Principal,
         private readonly items: Set<string> | null,
-        private readonly reply: FastifyReply
+        /** The socket only: the Fastify request and reply (and their child logger) can go. */
+        private readonly raw: ServerResponse
       ) {
         this.done = new Promise((resolve) => (this.resolveDone = resolve))
         this.all = principal.scopes.includes(ALL_SCOPE)
@@ -142,8 +144,8 @@ export default fp(
       }
 
       /** Sends the headers the way fastify-sse-v2 did, then writes straight to the socket. */
-      attach(gap: string | undefined): void {
-        const raw = this.reply.raw
+      attach(gap: string | undefined, reply: FastifyReply): void {
+        const raw = this.raw
         if (raw.destroyed) return this.finish('client') // gone while the history was read
         raw.on('close', () => this.finish(this.ending ?? 'client'))
         raw.on('drain', () => {
@@ -165,8 +167,8 @@ export default fp(
           this.timers.push(setTimeout(() => this.end('expired'), ms))
         }
         for (const timer of this.timers) timer.unref()
-        void this.reply.hijack()
-        for (const [name, value] of Object.entries(this.reply.getHeaders())) raw.setHeader(name, value ?? '')
+        void reply.hijack()
+        for (const [name, value] of Object.entries(reply.getHeaders())) raw.setHeader(name, value ?? '')
         raw.setHeader('Content-Type', 'text/event-stream; charset=utf-8')
         raw.setHeader('Connection', 'keep-alive')
         raw.setHeader('Cache-Control', 'no-cache,no-transform')
@@ -187,7 +189,7 @@ export default fp(
 
       /** The socket stopped taking data and the unsent data passed the bound: close it. */
       private checkSlow(): void {
-        const unsent = this.reply.raw.writableLength + this.buffer.size
+        const unsent = this.raw.writableLength + this.buffer.size
         if (!this.blocked || this.finished || unsent <= c.SSE_MAX_UNSENT_BYTES) return
         this.cut('slow_consumer')
       }
@@ -206,7 +208,7 @@ export default fp(
       /** Closes the socket now, whatever it still holds. */
       cut(reason: CloseReason): void {
         this.ending ??= reason
-        this.reply.raw.destroy()
+        this.raw.destroy()
       }
 
       private schedule(): void {
@@ -223,7 +225,7 @@ export default fp(
        * all that is ready in one write; nothing while the socket is backed up (the buffer conflates).
        */
       private pump(): void {
-        const raw = this.reply.raw
+        const raw = this.raw
         if (!this.attached || this.finished || this.blocked || raw.writableEnded || raw.destroyed) return
         let chunk = ''
         if (this.heartbeatDue && !this.ending) {
@@ -255,7 +257,7 @@ export default fp(
       }
 
       private write(chunk: string): void {
-        if (!this.reply.raw.write(chunk)) this.blocked = true
+        if (!this.raw.write(chunk)) this.blocked = true
       }
 
       /** Releases everything; `reason` null: the stream never opened (nothing to count as closed). */
@@ -296,7 +298,7 @@ export default fp(
           const retryAfter = String(Math.max(1, Math.ceil(slot.retryAfterMs / 1000)))
           throw new HttpError(429, `agent already has ${cap} open streams`, { 'Retry-After': retryAfter })
         }
-        const stream = new Stream(id, principal, options.items ? new Set(options.items) : null, reply)
+        const stream = new Stream(id, principal, options.items ? new Set(options.items) : null, reply.raw)
         let gap: string | undefined
         try {
           gap = await stream.start(options.lastEventId)
@@ -305,7 +307,7 @@ export default fp(
           request.log.warn({ err: (err as Error).message }, 'history unavailable')
           throw new HttpError(503, 'history unavailable, retry shortly', { 'Retry-After': '1' })
         }
-        stream.attach(gap)
+        stream.attach(gap, reply)
       }
     })
 
