@@ -143,7 +143,7 @@ export default fp(
         return gap
       }
 
-      /** Sends the headers the way fastify-sse-v2 did, then writes straight to the socket. */
+      /** Sends the SSE headers, then writes straight to the socket (README: why not fastify-sse-v2). */
       attach(gap: string | undefined, reply: FastifyReply): void {
         const raw = this.raw
         if (raw.destroyed) return this.finish('client') // gone while the history was read
