@@ -235,7 +235,7 @@ async function feedToSse(): Promise<void> {
     const collect = async () => {
       for (let i = 0; i < 100; i++) {
         const probe = await clients.ask<ClientsReport & { type: 'stats' }>({ cmd: 'stats' })
-        pending.push(...probe.latencies)
+        for (const ms of probe.latencies) pending.push(ms) // spread would overflow the stack
         received += probe.received
         if (received >= sent) break
         await sleep(100)
@@ -312,7 +312,7 @@ async function fanOutOnce(kind: 'gateway' | 'raw', streams: number, events: numb
       const stats = await clients.ask<ClientsReport & { type: 'stats' }>({ cmd: 'stats' })
       finished = Math.max(finished, stats.lastAt)
       delivered += stats.received
-      latencies.push(...stats.latencies)
+      for (const ms of stats.latencies) latencies.push(ms)
     }
     const seconds = Math.max(0.001, (finished - started) / 1000)
     return {

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { Type } from 'typebox'
 import { SESSION_COOKIE } from '../plugins/auth.js'
 import type { Config } from '../src/config.js'
+import { ErrorResponse } from '../src/errors.js'
 
 /** The demo's users and items: the Moltbook simulator rates these, the page shows these cards. */
 export const DEMO_USERS = ['alice', 'bob', 'carol', 'dave']
@@ -40,8 +41,6 @@ function publicDir(): string {
 }
 
 const Id = Type.String({ minLength: 1, maxLength: 128 })
-const ErrorBody = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() })
-
 /** The demo page and its login: only in demo mode (`npm run demo`, or DEMO=true on purpose). */
 const demoRoutes: FastifyPluginAsyncTypebox = async (app) => {
   if (!app.demo) return
@@ -73,7 +72,7 @@ const demoRoutes: FastifyPluginAsyncTypebox = async (app) => {
         body: Type.Object({ user_id: Id }, { additionalProperties: false }),
         response: {
           200: Type.Object({ user_id: Id, token: Type.String(), expires_in: Type.Integer() }),
-          400: ErrorBody
+          400: ErrorResponse
         }
       }
     },

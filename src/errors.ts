@@ -1,4 +1,8 @@
 import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
+import { Type } from 'typebox'
+
+/** The error JSON of SPEC 3, for route response schemas (and so /docs). */
+export const ErrorResponse = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() })
 
 /** An error a client can act on: its status, a message without secrets, and headers to send. */
 export class HttpError extends Error {

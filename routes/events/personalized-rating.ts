@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { Type, type Static } from 'typebox'
 import { isEventId } from '../../src/domain/event-id.js'
-import { HttpError } from '../../src/errors.js'
+import { ErrorResponse, HttpError } from '../../src/errors.js'
 
 const Query = Type.Object(
   {
@@ -11,8 +11,6 @@ const Query = Type.Object(
   },
   { additionalProperties: false }
 )
-
-const ErrorJson = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() })
 
 /** Splits `a,b,c`, dropping empty parts; null when the query did not narrow. */
 export function parseItems(value: string | undefined): string[] | null {
@@ -31,7 +29,7 @@ export default async function (app: FastifyInstance) {
         summary: 'SSE stream of personalized score events (JWT header, cookie or ticket)',
         querystring: Query,
         produces: ['text/event-stream'],
-        response: { 400: ErrorJson, 401: ErrorJson, 429: ErrorJson, 503: ErrorJson },
+        response: { 400: ErrorResponse, 401: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse },
         security: [{ bearer: [] }]
       }
     },

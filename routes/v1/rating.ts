@@ -1,12 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { Type } from 'typebox'
 import { UpstreamError } from '../../plugins/openclaw.js'
 import { RatingSchema, ScoreEventSchema } from '../../src/domain/rating.js'
 import { retryAfterSeconds } from '../../src/domain/token-bucket.js'
-import { HttpError } from '../../src/errors.js'
-
-const ErrorSchema = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() })
+import { ErrorResponse, HttpError } from '../../src/errors.js'
 
 /** What the caller sees when OpenClaw fails: 502 / 504, or 429 with OpenClaw's own Retry-After. */
 export function upstreamHttpError(err: UpstreamError): HttpError {
@@ -31,13 +28,13 @@ export default async function ratingRoute(fastify: FastifyInstance) {
         body: RatingSchema,
         response: {
           200: ScoreEventSchema,
-          400: ErrorSchema,
-          401: ErrorSchema,
-          413: ErrorSchema,
-          429: ErrorSchema,
-          502: ErrorSchema,
-          503: ErrorSchema,
-          504: ErrorSchema
+          400: ErrorResponse,
+          401: ErrorResponse,
+          413: ErrorResponse,
+          429: ErrorResponse,
+          502: ErrorResponse,
+          503: ErrorResponse,
+          504: ErrorResponse
         }
       }
     },

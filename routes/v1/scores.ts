@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { createHash } from 'node:crypto'
 import { Type, type Static } from 'typebox'
 import { ScoreEventSchema } from '../../src/domain/rating.js'
-import { HttpError } from '../../src/errors.js'
+import { ErrorResponse, HttpError } from '../../src/errors.js'
 import { parseItems } from '../events/personalized-rating.js'
 
 /** Items one call may ask for: a page's worth of cards. */
@@ -13,8 +13,6 @@ const Query = Type.Object(
   { additionalProperties: false }
 )
 const Scores = Type.Object({ scores: Type.Array(ScoreEventSchema) })
-const ErrorJson = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() })
-
 /** SPEC 3: the caller's latest score per listed item, so a page paints before its stream opens. */
 export default async function (app: FastifyInstance) {
   app.get<{ Querystring: Static<typeof Query> }>(
@@ -24,7 +22,7 @@ export default async function (app: FastifyInstance) {
       schema: {
         summary: "The caller's latest score event per listed item",
         querystring: Query,
-        response: { 200: Scores, 304: Type.Null(), 400: ErrorJson, 401: ErrorJson, 429: ErrorJson },
+        response: { 200: Scores, 304: Type.Null(), 400: ErrorResponse, 401: ErrorResponse, 429: ErrorResponse },
         security: [{ bearer: [] }]
       }
     },

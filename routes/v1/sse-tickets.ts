@@ -1,12 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
+import { ErrorResponse } from '../../src/errors.js'
 
 const Ticket = Type.Object({
   ticket: Type.String({ description: 'Single use: pass it as ?ticket= to GET /events/personalized-rating' }),
   expires_in: Type.Integer({ description: 'Seconds the ticket stays redeemable' })
 })
-const ErrorBody = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() })
-
 /** POST /v1/sse-tickets: a browser trades its JWT (header) for a ticket it can put in an EventSource URL. */
 const sseTickets: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
@@ -16,7 +15,7 @@ const sseTickets: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         summary: 'Single-use ticket that opens one SSE stream for the caller (any replica)',
         security: [{ bearer: [] }],
-        response: { 201: Ticket, 401: ErrorBody, 429: ErrorBody, 503: ErrorBody }
+        response: { 201: Ticket, 401: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse }
       }
     },
     async (request, reply) => {
