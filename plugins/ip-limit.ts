@@ -1,5 +1,6 @@
 import rateLimit from '@fastify/rate-limit'
 import fp from 'fastify-plugin'
+import { retryAfterSeconds } from '../src/domain/token-bucket.js'
 import { HttpError } from '../src/errors.js'
 
 /** Probes and scrapers (often one address for a whole fleet) are never throttled or counted. */
@@ -29,7 +30,7 @@ export default fp(
       addHeaders: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false, 'retry-after': false },
       addHeadersOnExceeding: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false },
       errorResponseBuilder: (_request, { ttl }) => {
-        const seconds = Math.max(1, Math.ceil(ttl / 1000))
+        const seconds = retryAfterSeconds(ttl)
         return new HttpError(429, `too many requests from this address: retry in ${seconds} s`, {
           'Retry-After': String(seconds),
           'RateLimit-Policy': `"ip";q=${max};w=${WINDOW_MS / 1000}`,
