@@ -60,37 +60,28 @@ export default fp(
     }
 
     const enabled = Boolean(REDIS_URL || REDIS_CLUSTER_NODES)
-    app.decorate<RedisClient | null>('redis', enabled ? create('main') : null)
+    const main = enabled ? create('main') : null
+    app.decorate<RedisClient | null>('redis', main)
     app.decorate('redisConnection', (name: string) => {
       if (!enabled) throw new Error('redisConnection called without Redis configured')
       return create(name)
     })
-    if (app.redis) {
+    if (main) {
       await new Promise<void>((resolve) => {
-        const client = app.redis as RedisClient
-        if (client.status === 'ready') return resolve()
+        if (main.status === 'ready') return resolve()
         const done = () => {
-          client.off('ready', done)
-          client.off('error', done)
+          main.off('ready', done)
+          main.off('error', done)
           resolve()
         }
-        client.once('ready', done)
-        client.once('error', done)
+        main.once('ready', done)
+        main.once('error', done)
       })
-    } else {
-      app.log.warn('REDIS_URL is not set: buckets, queue and history live in this process and serve one replica only')
-    }
-
-    const main = app.redis
-    if (main) {
       app.readiness.add('redis', async () => {
         if (main.status !== 'ready') return `not connected (${main.status})`
         await main.ping()
         return null
       })
-    }
-
-    if (main) {
       // Commands issued in the same tick leave in one socket write (ioredis autopipelining): the
       // hot paths issue several per request, and a write per command cost ~20% of the CPU. Only
       // once every plugin has defined its scripts: a script defined while an autopipeline is
@@ -99,6 +90,8 @@ export default fp(
       app.addHook('onReady', async () => {
         main.options.enableAutoPipelining = true
       })
+    } else {
+      app.log.warn('REDIS_URL is not set: buckets, queue and history live in this process and serve one replica only')
     }
 
     app.addHook('onClose', async () => {
