@@ -7,6 +7,8 @@ export type ReadinessCheck = () => Promise<string | null>
 declare module 'fastify' {
   interface FastifyInstance {
     readiness: { add(name: string, check: ReadinessCheck): void }
+    /** Extra facts shown under `details` in /readyz (for example the ingest lease holder). */
+    readinessDetail(name: string, read: () => unknown): void
   }
 }
 
@@ -63,10 +65,3 @@ export default fp(
   },
   { name: 'health' }
 )
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    /** Extra facts shown under `details` in /readyz (for example the ingest lease holder). */
-    readinessDetail(name: string, read: () => unknown): void
-  }
-}
