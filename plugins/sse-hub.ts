@@ -72,6 +72,9 @@ export default fp(
     const c = app.config
     const { metrics } = app
     const slots = app.redis ? new RedisStreamSlots(app.redis, app.keys) : new MemoryStreamSlots()
+    // Policies are loaded once at startup: the bucket's shape is made once, not per event.
+    const policy = app.buckets.policy('delivery')
+    const delivery = { capacity: policy.capacity, refillRate: policy.refill_rate }
     // A slot outlives a few missed heartbeats, then frees itself (replica died).
     const slotTtlMs = c.SSE_HEARTBEAT_MS * 3
     const agents = new Map<string, AgentDelivery>()
@@ -143,7 +146,7 @@ export default fp(
         return gap
       }
 
-      /** Sends the SSE headers, then writes straight to the socket (README: why not fastify-sse-v2). */
+      /** Sends the SSE headers, then writes straight to the socket (README: why no SSE plugin). */
       attach(gap: string | undefined, reply: FastifyReply): void {
         const raw = this.raw
         if (raw.destroyed) return this.finish('client') // gone while the history was read
@@ -234,8 +237,7 @@ export default fp(
         }
         let sent = 0
         while (!this.ending && this.buffer.length > 0) {
-          const policy = app.buckets.policy('delivery')
-          const decision = take(this.agent.state, { capacity: policy.capacity, refillRate: policy.refill_rate }, performance.now())
+          const decision = take(this.agent.state, delivery, performance.now())
           if (!decision.allowed) {
             this.retryTimer ??= setTimeout(() => {
               this.retryTimer = undefined
@@ -318,10 +320,12 @@ export default fp(
       const streams = [...open]
       const step = streams.length > 1 ? c.DRAIN_MS / (streams.length - 1) : 0
       const timers = streams.map((s, i) => setTimeout(() => s.end('drain'), i * step))
+      let bound: NodeJS.Timeout | undefined
       await Promise.race([
         Promise.all(streams.map((s) => s.done)),
-        new Promise((resolve) => setTimeout(resolve, c.DRAIN_MS + 3000).unref())
+        new Promise((resolve) => (bound = setTimeout(resolve, c.DRAIN_MS + 3000)))
       ])
+      clearTimeout(bound)
       for (const timer of timers) clearTimeout(timer)
       for (const s of open) s.cut('drain')
     })
