@@ -175,13 +175,13 @@ function fromMember(member: string): StoredEvent {
   return { id: eventIdFromLex(member.slice(0, bar)), event: JSON.parse(member.slice(bar + 1)) as ScoreEvent }
 }
 
-/** From XINFO STREAM (a flat name/value list): entries ever added, and the oldest id held. */
-function trimmedBefore(info: unknown): { added: number; first: string } | null {
+/** From XINFO STREAM (a flat name/value list): entries held, entries ever added, and the oldest id held. */
+function trimmedBefore(info: unknown): { length: number; added: number; first: string } | null {
   if (!Array.isArray(info)) return null
   const field = (name: string): unknown => info[info.indexOf(name) + 1]
   const first = field('first-entry')
   const id = Array.isArray(first) ? String(first[0]) : ''
-  return isEventId(id) ? { added: Number(field('entries-added')), first: id } : null
+  return isEventId(id) ? { length: Number(field('length')), added: Number(field('entries-added')), first: id } : null
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref())
@@ -254,14 +254,13 @@ export class RedisEventStore implements EventStore {
 
   /** `ratings:all`: the global stream is the history (bounded by EVENTS_STREAM_MAX). */
   private async replayAll(afterId: string): Promise<Replay> {
-    const [entries, length, oldest] = await Promise.all([
+    const [entries, oldest] = await Promise.all([
       this.redis.xrange(this.keys.events, `(${afterId}`, '+'),
-      this.redis.xlen(this.keys.events),
       this.redis.call('XINFO', 'STREAM', this.keys.events).then(trimmedBefore, () => null)
     ])
     const events = entries.flatMap(([id, fields]) => (fields[0] === 'e' ? [{ id, event: JSON.parse(fields[1]) as ScoreEvent }] : []))
     // Entries were trimmed off (more added than held) and the oldest one held is after afterId.
-    const gap = oldest && oldest.added > length && compareEventIds(afterId, oldest.first) < 0 ? oldest.first : undefined
+    const gap = oldest && oldest.added > oldest.length && compareEventIds(afterId, oldest.first) < 0 ? oldest.first : undefined
     return { gap, events }
   }
 
