@@ -3,7 +3,7 @@ import fp from 'fastify-plugin'
 import { performance } from 'node:perf_hooks'
 import { rateLimitHeaders, retryAfterSeconds } from '../src/domain/token-bucket.js'
 import { HttpError } from '../src/errors.js'
-import { loadPolicies, type Action, type BucketPolicy } from '../src/policies.js'
+import { limitsOf, loadPolicies, type Action, type BucketPolicy } from '../src/policies.js'
 import { MemoryBucketStore, RedisBucketStore, type BucketStore, type Decision } from '../src/stores/buckets.js'
 
 export type { Action, BucketPolicy } from '../src/policies.js'
@@ -135,7 +135,7 @@ export default fp(
       const policy = policies[action]
       const decision = await take(action, selectKey(policy.key_selector, request))
       if (decision.unavailable) throw new HttpError(503, 'rate limiter unavailable, retry shortly', { 'Retry-After': '1' })
-      const headers = rateLimitHeaders(action, { capacity: policy.capacity, refillRate: policy.refill_rate }, decision)
+      const headers = rateLimitHeaders(action, limitsOf(policy), decision)
       if (!decision.allowed) {
         const seconds = retryAfterSeconds(decision.retryAfterMs)
         throw new HttpError(429, `rate limit of ${action} exceeded: retry in ${seconds} s`, {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { Type, type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import { ConfigError } from './config.js'
+import type { BucketLimits } from './domain/token-bucket.js'
 
 /** What a bucket limits: REST writes, reads (scores, tickets), feed forwarding, SSE delivery. */
 export const ACTIONS = ['rest', 'read', 'forward', 'delivery'] as const
@@ -18,6 +19,9 @@ export const BucketPolicySchema = Type.Object(
   { additionalProperties: false }
 )
 export type BucketPolicy = Static<typeof BucketPolicySchema>
+
+/** A policy's numbers as the token-bucket math takes them. */
+export const limitsOf = (policy: BucketPolicy): BucketLimits => ({ capacity: policy.capacity, refillRate: policy.refill_rate })
 
 /** BUCKETS_FILE: a JSON array of policies, each naming the action it applies to. */
 const PoliciesFile = Type.Array(

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks'
 import type { Result, ClientContext } from 'ioredis'
 import type { RedisClient } from '../../plugins/redis.js'
 import { take, type BucketLimits, type BucketState } from '../domain/token-bucket.js'
-import type { BucketPolicy } from '../policies.js'
+import { limitsOf, type BucketPolicy } from '../policies.js'
 import { BUCKET_TAKE } from './redis-scripts.js'
 
 export interface Decision {
@@ -22,8 +22,6 @@ export interface BucketStore {
   take(key: string, policy: BucketPolicy): Promise<Decision>
   close(): void
 }
-
-const limitsOf = (policy: BucketPolicy): BucketLimits => ({ capacity: policy.capacity, refillRate: policy.refill_rate })
 
 interface Entry {
   state: BucketState
