@@ -4,8 +4,9 @@ import { randomUUID } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import { ConflatingBuffer } from '../src/domain/conflation.js'
 import { compareEventIds } from '../src/domain/event-id.js'
-import { take, type BucketState } from '../src/domain/token-bucket.js'
+import { retryAfterSeconds, take, type BucketState } from '../src/domain/token-bucket.js'
 import { HttpError } from '../src/errors.js'
+import { limitsOf } from '../src/policies.js'
 import { MemoryStreamSlots, RedisStreamSlots } from '../src/stores/stream-slots.js'
 import type { Principal } from './auth.js'
 import type { StoredEvent } from './events.js'
@@ -73,8 +74,7 @@ export default fp(
     const { metrics } = app
     const slots = app.redis ? new RedisStreamSlots(app.redis, app.keys) : new MemoryStreamSlots()
     // Policies are loaded once at startup: the bucket's shape is made once, not per event.
-    const policy = app.buckets.policy('delivery')
-    const delivery = { capacity: policy.capacity, refillRate: policy.refill_rate }
+    const delivery = limitsOf(app.buckets.policy('delivery'))
     // A slot outlives a few missed heartbeats, then frees itself (replica died).
     const slotTtlMs = c.SSE_HEARTBEAT_MS * 3
     const agents = new Map<string, AgentDelivery>()
@@ -297,7 +297,7 @@ export default fp(
         })
         if (!slot.acquired) {
           metrics.sseRefused.inc({ reason: 'cap' })
-          const retryAfter = String(Math.max(1, Math.ceil(slot.retryAfterMs / 1000)))
+          const retryAfter = String(retryAfterSeconds(slot.retryAfterMs))
           throw new HttpError(429, `agent already has ${cap} open streams`, { 'Retry-After': retryAfter })
         }
         const stream = new Stream(id, principal, options.items ? new Set(options.items) : null, reply.raw)
