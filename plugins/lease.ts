@@ -53,7 +53,9 @@ export default fp(
 
     const lose = async (reason: string) => {
       if (fence === null) return
-      log.warn({ fence, reason }, 'ingest lease lost: feed reading stopped')
+      // Handing the lease over on shutdown is the plan, not a problem.
+      if (closed) log.info({ fence, reason }, 'ingest lease handed over: feed reading stopped')
+      else log.warn({ fence, reason }, 'ingest lease lost: feed reading stopped')
       fence = null
       app.metrics.ingestLeader.set(0)
       await app.ingest.stop()
