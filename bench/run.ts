@@ -401,7 +401,9 @@ async function main() {
   process.stdout.write(`\n${report}`)
   const dir = here('../../bench/results')
   mkdirSync(dir, { recursive: true })
-  const file = join(dir, `${new Date().toISOString().slice(0, 10)}${quick ? '-quick' : ''}.json`)
+  // Only a full run is the dated report; quick and partial runs get their own (ignored) files.
+  const kind = `${quick ? '-quick' : ''}${only ? '-only' : ''}`
+  const file = join(dir, `${new Date().toISOString().slice(0, 10)}${kind}.json`)
   writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), machine, quick, rows, figures }, null, 2) + '\n')
   process.stderr.write(`[bench] wrote ${file}\n`)
   // The benchmark asserts only that every scenario produced figures, never timings.
