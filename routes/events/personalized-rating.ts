@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { Type, type Static } from 'typebox'
 import { isEventId } from '../../src/domain/event-id.js'
 import { ErrorResponse, HttpError } from '../../src/errors.js'
+import { parseItems } from '../../src/domain/items.js'
 
 const Query = Type.Object(
   {
@@ -11,13 +12,6 @@ const Query = Type.Object(
   },
   { additionalProperties: false }
 )
-
-/** Splits `a,b,c`, dropping empty parts; null when the query did not narrow. */
-export function parseItems(value: string | undefined): string[] | null {
-  if (value === undefined) return null
-  const items = value.split(',').map((s) => s.trim()).filter(Boolean)
-  return items.length ? items : null
-}
 
 /** SPEC 4: the caller's score events as Server-Sent Events, resumable with Last-Event-ID. */
 export default async function (app: FastifyInstance) {

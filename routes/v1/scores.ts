@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { Type, type Static } from 'typebox'
 import { ScoreEventSchema } from '../../src/domain/rating.js'
 import { ErrorResponse, HttpError } from '../../src/errors.js'
-import { parseItems } from '../events/personalized-rating.js'
+import { parseItems } from '../../src/domain/items.js'
 
 /** Items one call may ask for: a page's worth of cards. */
 const MAX_ITEMS = 100
