@@ -5,6 +5,7 @@ import { createRemoteJWKSet, errors, jwtVerify, type CryptoKey, type JWTVerifyGe
 import { createPublicKey, type KeyObject } from 'node:crypto'
 import { ConfigError, type Config } from '../src/config.js'
 import { allowedAlgorithms, isExpired, jwtQueryParam, principalFromClaims, type Principal } from '../src/domain/credentials.js'
+import { withTimeout } from '../src/domain/timeout.js'
 import { VerifiedTokens } from '../src/domain/verified-tokens.js'
 import { HttpError } from '../src/errors.js'
 import { memoryTicketStore, redisTicketStore } from '../src/stores/tickets.js'
@@ -183,18 +184,13 @@ export default fp(
     async function storeCall<T>(op: string, call: () => Promise<T>): Promise<T> {
       if (!app.redis) return call()
       const end = app.metrics.redisDuration.startTimer({ op })
-      let timer: NodeJS.Timeout | undefined
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${STORE_TIMEOUT_MS} ms`)), STORE_TIMEOUT_MS)
-      })
       try {
-        return await Promise.race([call(), timeout])
+        return await withTimeout(call(), STORE_TIMEOUT_MS)
       } catch (err) {
         app.metrics.redisErrors.inc({ op })
         app.log.warn({ err: (err as Error).message, op }, 'ticket store unavailable')
         throw new HttpError(503, 'ticket store unavailable, retry shortly', { 'Retry-After': '1' })
       } finally {
-        clearTimeout(timer)
         end()
       }
     }

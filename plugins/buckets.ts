@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { performance } from 'node:perf_hooks'
 import { rateLimitHeaders, retryAfterSeconds } from '../src/domain/token-bucket.js'
+import { withTimeout } from '../src/domain/timeout.js'
 import { HttpError } from '../src/errors.js'
 import { limitsOf, loadPolicies, type Action, type BucketPolicy } from '../src/policies.js'
 import { MemoryBucketStore, RedisBucketStore, type BucketStore, type Decision } from '../src/stores/buckets.js'
@@ -27,23 +28,6 @@ declare module 'fastify' {
 const KNOWN_EMPTY_MAX = 10_000
 /** How long a fail-closed caller (forward, delivery) is told to wait. */
 const CLOSED_RETRY_MS = 1000
-
-/** One promise and one timer per decision (hot path: no Promise.race or finally chain). */
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
-    promise.then(
-      (value) => {
-        clearTimeout(timer)
-        resolve(value)
-      },
-      (err: unknown) => {
-        clearTimeout(timer)
-        reject(err)
-      }
-    )
-  })
-}
 
 /** The bucket key of a request: a JWT claim of the verified caller, or the client address. */
 function selectKey(selector: string, request: FastifyRequest): string {
