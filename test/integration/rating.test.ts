@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { FastifyInstance } from 'fastify'
 import { personalize } from '../../src/simulators/openclaw.js'
 import { buildTestApp } from '../helpers/app.js'
 import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
@@ -9,17 +10,16 @@ const bearerOf = async (sub: string, agentId = sub) => `Bearer ${await mint({ su
 
 const rating = { user_id: '12345', item_id: '98765', timestamp: 1721234567, rating: 4.7 }
 
+/** The seed rating, posted by its own user. */
+const postRating = async (app: FastifyInstance) =>
+  app.inject({ method: 'POST', url: '/v1/rating', headers: { authorization: await bearerOf('12345') }, payload: rating })
+
 t.test('a valid rating is forwarded as is and OpenClaw score event is the answer', async (t) => {
   const sim = await startTestOpenClaw(t)
   const app = await buildTestApp(t, openclawEnv(sim))
   const published: unknown[] = []
   t.teardown(app.events.subscribe(({ event }) => published.push(event)))
-  const res = await app.inject({
-    method: 'POST',
-    url: '/v1/rating',
-    headers: { authorization: await bearerOf('12345') },
-    payload: rating
-  })
+  const res = await postRating(app)
   t.equal(res.statusCode, 200)
   t.same(res.json(), personalize(rating))
   t.equal(sim.received.length, 1)
@@ -63,12 +63,7 @@ t.test('bad bodies are 400 naming the field (413 when too big) and never reach O
 
 t.test('without OPENCLAW_URL the route answers 503, not 500', async (t) => {
   const app = await buildTestApp(t)
-  const res = await app.inject({
-    method: 'POST',
-    url: '/v1/rating',
-    headers: { authorization: await bearerOf('12345') },
-    payload: rating
-  })
+  const res = await postRating(app)
   t.equal(res.statusCode, 503)
   t.match(res.json(), { statusCode: 503, message: /not configured/ })
 })
