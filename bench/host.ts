@@ -10,9 +10,9 @@ import type { AddressInfo } from 'node:net'
 import { Pool } from 'undici'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
-import type { ScoreEvent } from '../src/domain/rating.js'
-import { MemoryBucketStore, RedisBucketStore, type BucketStore } from '../src/stores/buckets.js'
-import { DEFAULT_POLICY } from '../src/policies.js'
+import type { ScoreEvent } from '../src/rating.js'
+import { MemoryBucketStore, RedisBucketStore, type BucketStore } from '../src/limits/bucket-store.js'
+import { DEFAULT_POLICY } from '../src/limits/policies.js'
 
 export type HostCommand =
   | { cmd: 'gateway'; env: Record<string, string> }

@@ -4,16 +4,15 @@ import fp from 'fastify-plugin'
 import { createRemoteJWKSet, errors, jwtVerify, type CryptoKey, type JWTVerifyGetKey } from 'jose'
 import { createPublicKey, type KeyObject } from 'node:crypto'
 import { ConfigError, type Config } from '../src/config.js'
-import { allowedAlgorithms, isExpired, jwtQueryParam, principalFromClaims, type Principal } from '../src/domain/credentials.js'
-import { withTimeout } from '../src/domain/timeout.js'
-import { VerifiedTokens } from '../src/domain/verified-tokens.js'
+import { allowedAlgorithms, isExpired, jwtQueryParam, principalFromClaims, type Principal } from '../src/auth/credentials.js'
+import { withTimeout } from '../src/shared/timeout.js'
+import { VerifiedTokens } from '../src/auth/verified-tokens.js'
 import { HttpError } from '../src/errors.js'
-import { memoryTicketStore, redisTicketStore } from '../src/stores/tickets.js'
+import { SESSION_COOKIE } from '../src/auth/session.js'
+import { memoryTicketStore, redisTicketStore } from '../src/auth/tickets.js'
 
 export type { Principal }
 
-/** The HttpOnly SameSite cookie that may carry the JWT for the SSE stream (browsers' EventSource). */
-export const SESSION_COOKIE = 'mb_session'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -1,14 +1,14 @@
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { performance } from 'node:perf_hooks'
-import { rateLimitHeaders, retryAfterSeconds } from '../src/domain/token-bucket.js'
-import { withTimeout } from '../src/domain/timeout.js'
+import { rateLimitHeaders, retryAfterSeconds } from '../src/limits/token-bucket.js'
+import { withTimeout } from '../src/shared/timeout.js'
 import { HttpError } from '../src/errors.js'
-import { limitsOf, loadPolicies, type Action, type BucketPolicy } from '../src/policies.js'
-import { MemoryBucketStore, RedisBucketStore, type BucketStore, type Decision } from '../src/stores/buckets.js'
+import { limitsOf, loadPolicies, type Action, type BucketPolicy } from '../src/limits/policies.js'
+import { MemoryBucketStore, RedisBucketStore, type BucketStore, type Decision } from '../src/limits/bucket-store.js'
 
-export type { Action, BucketPolicy } from '../src/policies.js'
-export type { Decision } from '../src/stores/buckets.js'
+export type { Action, BucketPolicy } from '../src/limits/policies.js'
+export type { Decision } from '../src/limits/bucket-store.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

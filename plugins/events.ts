@@ -1,13 +1,13 @@
 import fp from 'fastify-plugin'
-import { toScoreEvent, type ScoreEvent } from '../src/domain/rating.js'
+import { toScoreEvent, type ScoreEvent } from '../src/rating.js'
 import {
   MemoryEventStore,
   RedisEventStore,
   type EventStore,
   type Replay,
   type StoredEvent
-} from '../src/stores/events.js'
-import type { Source } from './openclaw.js'
+} from '../src/events/event-store.js'
+import type { Source } from '../src/upstream/errors.js'
 
 export type { Replay, StoredEvent }
 

@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { AgentLanes } from '../src/domain/agent-lanes.js'
-import { backoffDelay } from '../src/domain/backoff.js'
-import { agentOf, toRating, type FeedRating, type ScoreEvent } from '../src/domain/rating.js'
-import { MemoryDedup, RedisDedup, type DedupStore } from '../src/stores/dedup.js'
-import { MemoryQueue, RedisQueue, type ForwardQueue, type QueueEntry } from '../src/stores/queue.js'
-import { UpstreamError } from './openclaw.js'
+import { AgentLanes } from '../src/forward/agent-lanes.js'
+import { backoffDelay } from '../src/shared/backoff.js'
+import { agentOf, toRating, type FeedRating, type ScoreEvent } from '../src/rating.js'
+import { MemoryDedup, RedisDedup, type DedupStore } from '../src/forward/dedup.js'
+import { MemoryQueue, RedisQueue, type ForwardQueue, type QueueEntry } from '../src/forward/queue.js'
+import { UpstreamError } from '../src/upstream/errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

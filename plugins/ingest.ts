@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { WebSocket, type RawData } from 'ws'
-import { backoffDelay, type BackoffOptions } from '../src/domain/backoff.js'
-import { parseFeedMessage, type InvalidReason } from '../src/domain/feed-message.js'
-import type { FeedRating } from '../src/domain/rating.js'
+import { backoffDelay, type BackoffOptions } from '../src/shared/backoff.js'
+import { parseFeedMessage, type InvalidReason } from '../src/feed/feed-message.js'
+import type { FeedRating } from '../src/rating.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

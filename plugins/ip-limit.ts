@@ -1,6 +1,6 @@
 import rateLimit from '@fastify/rate-limit'
 import fp from 'fastify-plugin'
-import { retryAfterSeconds } from '../src/domain/token-bucket.js'
+import { retryAfterSeconds } from '../src/limits/token-bucket.js'
 import { HttpError } from '../src/errors.js'
 
 /** Probes and scrapers (often one address for a whole fleet) are never throttled or counted. */

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
-import { createMemoryLeaseStore, createRedisLeaseStore } from '../src/stores/lease.js'
+import { createMemoryLeaseStore, createRedisLeaseStore } from '../src/feed/lease-store.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -1,158 +1,5 @@
 import fp from 'fastify-plugin'
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-
-/**
- * Every metric family of the gateway, on a registry per app (tests run several apps in one
- * process). Labels carry only bounded, non-secret values: never a user, agent, token or key.
- */
-export function createMetrics() {
-  const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix: 'moltbridge_' })
-  const r = [registry]
-  const fast = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]
-  return {
-    registry,
-    httpRequests: new Counter({
-      name: 'moltbridge_http_requests_total',
-      help: 'HTTP answers by route template and status code',
-      labelNames: ['route', 'status'],
-      registers: r
-    }),
-    bucketDecisions: new Counter({
-      name: 'moltbridge_bucket_decisions_total',
-      help: 'Token-bucket decisions by action and result (allowed, limited, fail_open, fail_local, fail_closed)',
-      labelNames: ['action', 'result'],
-      registers: r
-    }),
-    bucketRemaining: new Histogram({
-      name: 'moltbridge_bucket_tokens_remaining',
-      help: 'Tokens left in the bucket at each decision (fill level)',
-      labelNames: ['action'],
-      buckets: [0, 1, 2, 5, 10, 20, 40, 80, 160, 320],
-      registers: r
-    }),
-    redisDuration: new Histogram({
-      name: 'moltbridge_redis_command_duration_seconds',
-      help: 'Latency of Redis operations by operation name',
-      labelNames: ['op'],
-      buckets: fast,
-      registers: r
-    }),
-    redisErrors: new Counter({
-      name: 'moltbridge_redis_errors_total',
-      help: 'Failed or timed-out Redis operations by operation name',
-      labelNames: ['op'],
-      registers: r
-    }),
-    moltbookConnected: new Gauge({
-      name: 'moltbridge_moltbook_connected',
-      help: '1 while this replica holds an open Moltbook socket',
-      registers: r
-    }),
-    moltbookConnects: new Counter({
-      name: 'moltbridge_moltbook_connects_total',
-      help: 'Successful Moltbook connections',
-      registers: r
-    }),
-    moltbookReconnects: new Counter({
-      name: 'moltbridge_moltbook_reconnects_total',
-      help: 'Moltbook reconnect attempts after a lost or failed connection',
-      registers: r
-    }),
-    moltbookMessages: new Counter({
-      name: 'moltbridge_moltbook_messages_total',
-      help: 'Ratings read from Moltbook by result (valid, invalid) and reason',
-      labelNames: ['result', 'reason'],
-      registers: r
-    }),
-    moltbookPaused: new Gauge({
-      name: 'moltbridge_moltbook_paused',
-      help: '1 while the feed socket is paused by back-pressure',
-      registers: r
-    }),
-    queueDepth: new Gauge({
-      name: 'moltbridge_forward_queue_depth',
-      help: 'Ratings waiting to be forwarded to OpenClaw',
-      registers: r
-    }),
-    forwardAttempts: new Counter({
-      name: 'moltbridge_forward_attempts_total',
-      help: 'Calls to OpenClaw by source (feed, rest) and outcome (2xx, 429, 5xx, timeout, network, invalid)',
-      labelNames: ['source', 'outcome'],
-      registers: r
-    }),
-    forwardDuration: new Histogram({
-      name: 'moltbridge_forward_duration_seconds',
-      help: 'Latency of calls to OpenClaw',
-      labelNames: ['source'],
-      buckets: fast,
-      registers: r
-    }),
-    dedupHits: new Counter({
-      name: 'moltbridge_forward_dedup_hits_total',
-      help: 'Ratings skipped because the same (user, item, timestamp) was already forwarded',
-      registers: r
-    }),
-    forwardDelayed: new Counter({
-      name: 'moltbridge_forward_delayed_total',
-      help: 'Ratings held back by reason (bucket, upstream_429, backoff)',
-      labelNames: ['reason'],
-      registers: r
-    }),
-    sseOpen: new Gauge({
-      name: 'moltbridge_sse_streams_open',
-      help: 'Open SSE streams on this replica',
-      registers: r
-    }),
-    sseEventsSent: new Counter({
-      name: 'moltbridge_sse_events_sent_total',
-      help: 'Score events written to SSE streams (replays included)',
-      registers: r
-    }),
-    sseConflated: new Counter({
-      name: 'moltbridge_sse_events_conflated_total',
-      help: 'Score events replaced by a newer score for the same item before they were sent',
-      registers: r
-    }),
-    sseClosed: new Counter({
-      name: 'moltbridge_sse_streams_closed_total',
-      help: 'SSE streams closed by reason (client, slow_consumer, expired, drain)',
-      labelNames: ['reason'],
-      registers: r
-    }),
-    sseRefused: new Counter({
-      name: 'moltbridge_sse_streams_refused_total',
-      help: 'SSE streams refused by reason (cap, draining)',
-      labelNames: ['reason'],
-      registers: r
-    }),
-    published: new Counter({
-      name: 'moltbridge_events_published_total',
-      help: 'Score events published to the fan-out by source (feed, rest)',
-      labelNames: ['source'],
-      registers: r
-    }),
-    feedToPublish: new Histogram({
-      name: 'moltbridge_feed_to_publish_seconds',
-      help: 'From reading a rating off Moltbook to publishing its score event',
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
-      registers: r
-    }),
-    ingestLeader: new Gauge({
-      name: 'moltbridge_ingest_leader',
-      help: '1 while this replica holds the ingest lease',
-      registers: r
-    }),
-    bounds: new Gauge({
-      name: 'moltbridge_bound',
-      help: 'Configured bounds (queue_max, history_max, streams_per_agent, unsent_bytes, body_limit)',
-      labelNames: ['bound'],
-      registers: r
-    })
-  }
-}
-
-export type Metrics = ReturnType<typeof createMetrics>
+import { createMetrics, type Metrics } from '../src/metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -164,13 +11,13 @@ export default fp(
   async (app) => {
     const metrics = createMetrics()
     app.decorate('metrics', metrics)
-    const c = app.config
+    const config = app.config
     const bounds = {
-      queue_max: c.QUEUE_MAX,
-      history_max: c.HISTORY_MAX,
-      streams_per_agent: c.SSE_MAX_STREAMS_PER_AGENT,
-      unsent_bytes: c.SSE_MAX_UNSENT_BYTES,
-      body_limit: c.BODY_LIMIT
+      queue_max: config.QUEUE_MAX,
+      history_max: config.HISTORY_MAX,
+      streams_per_agent: config.SSE_MAX_STREAMS_PER_AGENT,
+      unsent_bytes: config.SSE_MAX_UNSENT_BYTES,
+      body_limit: config.BODY_LIMIT
     }
     for (const [bound, value] of Object.entries(bounds)) metrics.bounds.set({ bound }, value)
 

@@ -1,33 +1,13 @@
 import fastifyStatic from '@fastify/static'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { SignJWT } from 'jose'
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Type } from 'typebox'
-import { SESSION_COOKIE } from '../plugins/auth.js'
-import type { Config } from '../src/config.js'
+import { SESSION_COOKIE } from '../src/auth/session.js'
+import { DEMO_ITEMS, DEMO_USERS, LOGIN_TTL_S, mintDemoToken } from '../src/demo-world.js'
 import { ErrorResponse } from '../src/errors.js'
-
-/** The demo's users and items: the Moltbook simulator rates these, the page shows these cards. */
-export const DEMO_USERS = ['alice', 'bob', 'carol', 'dave']
-export const DEMO_ITEMS = Array.from({ length: 12 }, (_, i) => `item-${i + 1}`)
-
-/** Seconds a demo login lasts; the page logs in again when its stream says `expired`. */
-const LOGIN_TTL_S = 15 * 60
-
-/** A dev JWT for a demo user (sub = agent = user), signed with the gateway's own secret. */
-export async function mintDemoToken(config: Config, userId: string, ttlS = LOGIN_TTL_S): Promise<string> {
-  if (!config.JWT_SECRET) throw new Error('demo tokens need JWT_SECRET')
-  const jwt = new SignJWT({ agent_id: userId })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(userId)
-    .setIssuedAt()
-    .setExpirationTime(`${ttlS}s`)
-  if (config.JWT_ISSUER) jwt.setIssuer(config.JWT_ISSUER)
-  if (config.JWT_AUDIENCE) jwt.setAudience(config.JWT_AUDIENCE)
-  return jwt.sign(new TextEncoder().encode(config.JWT_SECRET))
-}
+import { Id } from '../src/rating.js'
 
 /** The repository's public/ directory, found from this file both as routes/ (tap) and dist/routes/ (built). */
 function publicDir(): string {
@@ -40,7 +20,6 @@ function publicDir(): string {
   return join(dir, 'public')
 }
 
-const Id = Type.String({ minLength: 1, maxLength: 128 })
 /** The demo page and its login: only in demo mode (`npm run demo`, or DEMO=true on purpose). */
 const demoRoutes: FastifyPluginAsyncTypebox = async (app) => {
   if (!app.demo) return

@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
+import { STATUS_CODES } from 'node:http'
 import { Type } from 'typebox'
 
 /** The error JSON of SPEC 3, for route response schemas (and so /docs). */
@@ -28,22 +29,8 @@ export function schemaErrorFormatter(errors: FastifySchemaValidationError[], dat
   return new Error(message)
 }
 
-const REASONS: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  413: 'Payload Too Large',
-  415: 'Unsupported Media Type',
-  429: 'Too Many Requests',
-  500: 'Internal Server Error',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-  504: 'Gateway Timeout'
-}
-
 export function errorBody(statusCode: number, message: string) {
-  return { statusCode, error: REASONS[statusCode] ?? 'Error', message }
+  return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', message }
 }
 
 /** SPEC 3 error JSON for every failure; a 5xx we did not expect is logged and told apart from nothing. */

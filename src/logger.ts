@@ -1,5 +1,8 @@
-import type { FastifyServerOptions } from 'fastify'
+import type { FastifyBaseLogger, FastifyServerOptions } from 'fastify'
 import type { DestinationStream } from 'pino'
+
+/** What the logic in src/ logs through (Fastify's pino logger, or a child of it). */
+export type Log = Pick<FastifyBaseLogger, 'error' | 'warn' | 'info' | 'debug' | 'child'>
 
 /** Query parameters whose values are credentials: never logged. */
 const SECRET_QUERY = /([?&](?:ticket|token|access_token|jwt|id_token)=)[^&#]*/gi

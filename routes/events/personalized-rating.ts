@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import { Type, type Static } from 'typebox'
-import { isEventId } from '../../src/domain/event-id.js'
+import { isEventId } from '../../src/events/event-id.js'
 import { ErrorResponse, HttpError } from '../../src/errors.js'
-import { parseItems } from '../../src/domain/items.js'
+import { parseItems } from '../../src/events/items.js'
 
 const Query = Type.Object(
   {

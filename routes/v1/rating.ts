@@ -1,19 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { UpstreamError } from '../../plugins/openclaw.js'
-import { RatingSchema, ScoreEventSchema } from '../../src/domain/rating.js'
-import { retryAfterSeconds } from '../../src/domain/token-bucket.js'
-import { ErrorResponse, HttpError } from '../../src/errors.js'
-
-/** What the caller sees when OpenClaw fails: 502 / 504, or 429 with OpenClaw's own Retry-After. */
-export function upstreamHttpError(err: UpstreamError): HttpError {
-  if (err.kind === 'timeout') return new HttpError(504, 'OpenClaw did not answer in time')
-  if (err.kind === 'limited') {
-    const seconds = retryAfterSeconds(err.retryAfterMs ?? 1000)
-    return new HttpError(429, 'OpenClaw is rate limiting, retry later', { 'retry-after': String(seconds) })
-  }
-  return new HttpError(502, `OpenClaw failed: ${err.message}`)
-}
+import { RatingSchema, ScoreEventSchema } from '../../src/rating.js'
+import { ErrorResponse } from '../../src/errors.js'
+import { UpstreamError, upstreamHttpError } from '../../src/upstream/errors.js'
 
 /** POST /v1/rating: the REST proxy (SPEC 3). Validate, charge the bucket (preHandler), forward, publish. */
 export default async function ratingRoute(fastify: FastifyInstance) {

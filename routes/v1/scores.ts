@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import { createHash } from 'node:crypto'
 import { Type, type Static } from 'typebox'
-import { ScoreEventSchema } from '../../src/domain/rating.js'
+import { ID_MAX_LENGTH, ScoreEventSchema } from '../../src/rating.js'
 import { ErrorResponse, HttpError } from '../../src/errors.js'
-import { parseItems } from '../../src/domain/items.js'
+import { parseItems } from '../../src/events/items.js'
 
 /** Items one call may ask for: a page's worth of cards. */
 const MAX_ITEMS = 100
@@ -28,8 +28,8 @@ export default async function (app: FastifyInstance) {
     },
     async (request, reply) => {
       const items = parseItems(request.query.items)
-      if (!items || items.length > MAX_ITEMS || items.some((item) => item.length > 128)) {
-        throw new HttpError(400, `querystring/items must list 1 to ${MAX_ITEMS} item ids of at most 128 characters`)
+      if (!items || items.length > MAX_ITEMS || items.some((item) => item.length > ID_MAX_LENGTH)) {
+        throw new HttpError(400, `querystring/items must list 1 to ${MAX_ITEMS} item ids of at most ${ID_MAX_LENGTH} characters`)
       }
       const body = { scores: await app.events.latest(request.principal.sub, [...new Set(items)]) }
       const etag = `"${createHash('sha256').update(JSON.stringify(body)).digest('base64url').slice(0, 27)}"`

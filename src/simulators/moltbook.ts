@@ -5,7 +5,7 @@
  */
 import { pathToFileURL } from 'node:url'
 import { WebSocket, WebSocketServer } from 'ws'
-import { feedRatingValidator, type FeedRating } from '../domain/rating.js'
+import { feedRatingValidator, type FeedRating } from '../rating.js'
 
 export interface MoltbookOptions {
   /** 0 (default): a free port. */

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { pathToFileURL } from 'node:url'
-import { RatingSchema, type Rating, type ScoreEvent } from '../domain/rating.js'
+import { RatingSchema, type Rating, type ScoreEvent } from '../rating.js'
 import { Compile } from 'typebox/compile'
 
 /** How the simulator behaves right now; every field can be switched at run time with `set`. */

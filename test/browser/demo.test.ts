@@ -6,10 +6,10 @@
 import { existsSync } from 'node:fs'
 import { chromium, type Page } from 'playwright-core'
 import t from 'tap'
-import { SESSION_COOKIE } from '../../plugins/auth.js'
-import { DEMO_ITEMS, DEMO_USERS, mintDemoToken } from '../../routes/demo.js'
+import { SESSION_COOKIE } from '../../src/auth/session.js'
+import { DEMO_ITEMS, DEMO_USERS, mintDemoToken } from '../../src/demo-world.js'
 import { startDemo } from '../../src/demo.js'
-import type { Rating } from '../../src/domain/rating.js'
+import type { Rating } from '../../src/rating.js'
 import { personalize } from '../../src/simulators/openclaw.js'
 
 const CHROMIUM = '/usr/bin/chromium'

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis'
 import t from 'tap'
-import { createKeys } from '../../src/stores/keys.js'
+import { createKeys } from '../../src/redis/keys.js'
 import { deletePrefix, REDIS_URL, TEST_SECRET, uniquePrefix } from '../helpers/app.js'
 import { moltbook, until } from '../helpers/moltbook.js'
 import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'

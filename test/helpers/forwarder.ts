@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import type { FeedRating, ScoreEvent } from '../../src/domain/rating.js'
+import type { FeedRating, ScoreEvent } from '../../src/rating.js'
 import type { Teardown } from './app.js'
 
 /** A feed rating; `agent` sets its agent_id (else it is charged to its user). */

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { SESSION_COOKIE } from '../../plugins/auth.js'
-import { DEMO_ITEMS, DEMO_USERS } from '../../routes/demo.js'
+import { SESSION_COOKIE } from '../../src/auth/session.js'
+import { DEMO_ITEMS, DEMO_USERS } from '../../src/demo-world.js'
 import { buildTestApp, listen } from '../helpers/app.js'
 
 t.test('without demo mode there is no page and no login', async (t) => {

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import type { FeedRating } from '../../src/domain/rating.js'
+import type { FeedRating } from '../../src/rating.js'
 import type { MoltbookOptions } from '../../src/simulators/moltbook.js'
 import { buildTestApp, logCapture, type Teardown } from '../helpers/app.js'
 import { moltbook, until } from '../helpers/moltbook.js'

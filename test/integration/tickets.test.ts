@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import { SESSION_COOKIE } from '../../plugins/auth.js'
+import { SESSION_COOKIE } from '../../src/auth/session.js'
 import { buildTestApp, deletePrefix, listen, logCapture, uniquePrefix } from '../helpers/app.js'
 import { bearer, mint } from '../helpers/tokens.js'
 

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import { UpstreamError } from '../../plugins/openclaw.js'
+import { UpstreamError } from '../../src/upstream/errors.js'
 import { personalize } from '../../src/simulators/openclaw.js'
 import { buildTestApp } from '../helpers/app.js'
 import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { AgentLanes } from '../../src/domain/agent-lanes.js'
+import { AgentLanes } from '../../src/forward/agent-lanes.js'
 
 t.test('serves agents round-robin, each in FIFO order', async (t) => {
   const lanes = new AgentLanes<string>()

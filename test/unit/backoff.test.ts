@@ -1,5 +1,5 @@
 import t from 'tap'
-import { backoffDelay } from '../../src/domain/backoff.js'
+import { backoffDelay } from '../../src/shared/backoff.js'
 
 const opts = { baseMs: 100, maxMs: 1000 }
 

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { ConflatingBuffer } from '../../src/domain/conflation.js'
-import { compareEventIds, lexEventId, nextEventId, parseEventId } from '../../src/domain/event-id.js'
+import { ConflatingBuffer } from '../../src/sse/conflation.js'
+import { compareEventIds, lexEventId, nextEventId, parseEventId } from '../../src/events/event-id.js'
 
 interface Ev {
   id: string

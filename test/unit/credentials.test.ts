@@ -1,5 +1,5 @@
 import t from 'tap'
-import { allowedAlgorithms, isExpired, jwtQueryParam, principalFromClaims, scopesOf } from '../../src/domain/credentials.js'
+import { allowedAlgorithms, isExpired, jwtQueryParam, principalFromClaims, scopesOf } from '../../src/auth/credentials.js'
 
 t.test('scopes come from `scope` (space-separated) or `scp` (array or string)', async (t) => {
   t.same(scopesOf({ scope: 'ratings:all  read' }), ['ratings:all', 'read'])

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
-import { createMetrics } from '../../plugins/metrics.js'
+import { createMetrics } from '../../src/metrics.js'
 
 const dashboard = JSON.parse(readFileSync(new URL('../../deploy/grafana/dashboards/moltbridge.json', import.meta.url), 'utf8')) as {
   panels: { title: string; targets: { expr: string }[] }[]

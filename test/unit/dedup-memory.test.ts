@@ -1,5 +1,5 @@
 import t from 'tap'
-import { MemoryDedup } from '../../src/stores/dedup.js'
+import { MemoryDedup } from '../../src/forward/dedup.js'
 
 const rating = { user_id: 'u', item_id: 'i', timestamp: 1721234567, rating: 4 }
 

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseFeedMessage } from '../../src/domain/feed-message.js'
+import { parseFeedMessage } from '../../src/feed/feed-message.js'
 
 const MAX = 1024
 const rating = { user_id: 'u1', item_id: 'i1', timestamp: 1721234567, rating: 4.7 }

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseItems } from '../../src/domain/items.js'
+import { parseItems } from '../../src/events/items.js'
 
 t.test('items= names the items a caller wants, or none', async (t) => {
   t.same(parseItems('a,b, c'), ['a', 'b', 'c'])

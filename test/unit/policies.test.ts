@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { ConfigError } from '../../src/config.js'
-import { DEFAULT_POLICY, loadPolicies, parsePolicies } from '../../src/policies.js'
+import { DEFAULT_POLICY, loadPolicies, parsePolicies } from '../../src/limits/policies.js'
 
 t.test('no BUCKETS_FILE: the seed policy for every action', async (t) => {
   const p = loadPolicies(undefined)

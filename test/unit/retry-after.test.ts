@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseRetryAfter } from '../../src/domain/retry-after.js'
+import { parseRetryAfter } from '../../src/upstream/retry-after.js'
 
 t.test('Retry-After in seconds or as an HTTP date', async (t) => {
   const now = Date.parse('2026-01-01T00:00:00Z')

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { memoryTicketStore } from '../../src/stores/tickets.js'
+import { memoryTicketStore } from '../../src/auth/tickets.js'
 
 const principal = { sub: 'u', agentId: 'a', scopes: [], claims: { sub: 'u', agent_id: 'a' } }
 

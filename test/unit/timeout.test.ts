@@ -1,5 +1,5 @@
 import t from 'tap'
-import { withTimeout } from '../../src/domain/timeout.js'
+import { withTimeout } from '../../src/shared/timeout.js'
 
 t.test('an answer in time passes through, a late one is a rejection', async (t) => {
   t.equal(await withTimeout(Promise.resolve(7), 50), 7)

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { rateLimitHeaders, refill, retryAfterSeconds, take, type BucketState } from '../../src/domain/token-bucket.js'
+import { rateLimitHeaders, refill, retryAfterSeconds, take, type BucketState } from '../../src/limits/token-bucket.js'
 
 const limits = { capacity: 40, refillRate: 20 }
 

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { VerifiedTokens } from '../../src/domain/verified-tokens.js'
+import { VerifiedTokens } from '../../src/auth/verified-tokens.js'
 
 t.test('a verified token is remembered until it expires, never longer', async (t) => {
   const cache = new VerifiedTokens<string>(10, 60_000)

@@ -1,3 +1,5 @@
+import { ID_MAX_LENGTH } from '../rating.js'
+
 /** Who is calling: from a verified JWT (or a redeemed SSE ticket). */
 export interface Principal {
   sub: string
@@ -9,16 +11,14 @@ export interface Principal {
   claims: Record<string, unknown>
 }
 
-/** Same bound as a rating's `user_id`: `sub` is matched against it, and both end up in Redis keys. */
-const MAX_ID_LENGTH = 128
 
 function idClaim(claims: Record<string, unknown>, name: string): string {
   const value = claims[name]
-  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ID_LENGTH) {
+  if (typeof value !== 'string' || value.length === 0 || value.length > ID_MAX_LENGTH) {
     throw new Error(
       value === undefined
         ? `missing required claim "${name}"`
-        : `claim "${name}" must be a non-empty string of at most ${MAX_ID_LENGTH} characters`
+        : `claim "${name}" must be a non-empty string of at most ${ID_MAX_LENGTH} characters`
     )
   }
   return value

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import type { Result } from 'ioredis'
-import type { RedisClient } from '../../plugins/redis.js'
-import { dedupKey, type Rating } from '../domain/rating.js'
-import type { Keys } from './keys.js'
+import type { RedisClient } from '../redis/client.js'
+import { dedupKey, type Rating } from '../rating.js'
+import type { Keys } from '../redis/keys.js'
 
 /**
  * `claimed`: this consumer may forward the rating now; `done`: it was forwarded already (ack it,

@@ -1,7 +1,11 @@
 import { Type, type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 
-const Id = Type.String({ minLength: 1, maxLength: 128 })
+/** Longest user, item or agent id: the same bound for ratings, JWT claims and query lists (ids end up in Redis keys). */
+export const ID_MAX_LENGTH = 128
+
+/** A user, item or agent id. */
+export const Id = Type.String({ minLength: 1, maxLength: ID_MAX_LENGTH })
 
 const ratingFields = {
   user_id: Id,

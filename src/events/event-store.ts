@@ -1,9 +1,9 @@
 import type { ClientContext, Result } from 'ioredis'
-import type { RedisClient } from '../../plugins/redis.js'
-import type { Metrics } from '../../plugins/metrics.js'
-import { compareEventIds, eventIdFromLex, isEventId, lexEventId, nextEventId } from '../domain/event-id.js'
-import type { ScoreEvent } from '../domain/rating.js'
-import type { Keys } from './keys.js'
+import type { RedisClient } from '../redis/client.js'
+import type { Metrics } from '../metrics.js'
+import { compareEventIds, eventIdFromLex, isEventId, lexEventId, nextEventId } from './event-id.js'
+import type { ScoreEvent } from '../rating.js'
+import type { Keys } from '../redis/keys.js'
 
 /** A published score event with its id (ordered across all replicas). */
 export interface StoredEvent {

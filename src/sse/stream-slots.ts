@@ -1,6 +1,6 @@
 import type { ClientContext, Result } from 'ioredis'
-import type { RedisClient } from '../../plugins/redis.js'
-import type { Keys } from './keys.js'
+import type { RedisClient } from '../redis/client.js'
+import type { Keys } from '../redis/keys.js'
 
 export interface SlotResult {
   acquired: boolean

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
-import type { RedisClient } from '../../plugins/redis.js'
-import type { Principal } from '../domain/credentials.js'
-import type { Keys } from './keys.js'
+import type { RedisClient } from '../redis/client.js'
+import type { Principal } from './credentials.js'
+import type { Keys } from '../redis/keys.js'
 
 /**
  * Single-use SSE tickets: a random value that stands for a principal for a few seconds.

@@ -1,4 +1,4 @@
-import { feedRatingValidator, type FeedRating } from './rating.js'
+import { feedRatingValidator, type FeedRating } from '../rating.js'
 
 /** Why a feed message (or one rating in it) was skipped: a bounded set, used as a metric label. */
 export type InvalidReason = 'binary' | 'too_large' | 'empty' | 'json' | 'schema'

@@ -1,9 +1,9 @@
 import { performance } from 'node:perf_hooks'
 import type { Result, ClientContext } from 'ioredis'
-import type { RedisClient } from '../../plugins/redis.js'
-import { take, type BucketLimits, type BucketState } from '../domain/token-bucket.js'
-import { limitsOf, type BucketPolicy } from '../policies.js'
-import { BUCKET_TAKE } from './redis-scripts.js'
+import type { RedisClient } from '../redis/client.js'
+import { take, type BucketLimits, type BucketState } from './token-bucket.js'
+import { limitsOf, type BucketPolicy } from './policies.js'
+import { BUCKET_TAKE } from './bucket-take.js'
 
 export interface Decision {
   allowed: boolean

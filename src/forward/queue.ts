@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
-import type { RedisClient } from '../../plugins/redis.js'
-import { feedRatingValidator, type FeedRating } from '../domain/rating.js'
+import type { RedisClient } from '../redis/client.js'
+import { feedRatingValidator, type FeedRating } from '../rating.js'
 
 /** What is stored per queued rating: the rating and when it was read off the feed (Date.now() ms). */
 export interface QueuedRating {

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { Type, type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
-import { ConfigError } from './config.js'
-import type { BucketLimits } from './domain/token-bucket.js'
+import { ConfigError } from '../config.js'
+import type { BucketLimits } from './token-bucket.js'
 
 /** What a bucket limits: REST writes, reads (scores, tickets), feed forwarding, SSE delivery. */
 export const ACTIONS = ['rest', 'read', 'forward', 'delivery'] as const

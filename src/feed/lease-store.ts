@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks'
 import type { ClientContext, Result } from 'ioredis'
-import type { RedisClient } from '../../plugins/redis.js'
+import type { RedisClient } from '../redis/client.js'
 
 /** What an acquisition attempt saw: whether `owner` now holds the lease, and the current facts. */
 export interface LeaseView {
