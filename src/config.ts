@@ -1,5 +1,6 @@
 import { envSchema } from 'env-schema'
 import { Type, type Static } from 'typebox'
+import { describeSchemaError, type SchemaError } from './shared/schema-error.js'
 
 /** Every setting of SPEC section 7 (and the bounds of section 9), read from the environment. */
 export const ConfigSchema = Type.Object({
@@ -89,16 +90,10 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-type AjvLikeError = { instancePath?: string; params?: Record<string, unknown>; message?: string }
-
 function describe(err: unknown): string {
-  const errors = (err as { errors?: AjvLikeError[] }).errors
-  const first = errors?.[0]
+  const first = (err as { errors?: SchemaError[] }).errors?.[0]
   if (!first) return err instanceof Error ? err.message : String(err)
-  const name = first.instancePath?.replace(/^\//, '') || String(first.params?.missingProperty ?? 'configuration')
-  const allowed = first.params?.allowedValues
-  const detail = Array.isArray(allowed) ? `must be one of ${allowed.join(', ')}` : (first.message ?? 'is invalid')
-  return `${name} ${detail}`
+  return describeSchemaError(first)
 }
 
 /** Reads and validates the configuration; throws ConfigError naming the first bad variable. */

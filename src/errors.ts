@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import { STATUS_CODES } from 'node:http'
 import { Type } from 'typebox'
+import { describeSchemaError } from './shared/schema-error.js'
 
 /** The error JSON of SPEC 3, for route response schemas (and so /docs). */
 export const ErrorResponse = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() })
@@ -17,16 +18,9 @@ export class HttpError extends Error {
   }
 }
 
-/** 400 messages that name the field, including the ones Ajv words vaguely (unknown or missing). */
+/** 400 messages that name the field (`body/rating must be <= 5`, `body/extra is not allowed`). */
 export function schemaErrorFormatter(errors: FastifySchemaValidationError[], dataVar: string): Error {
-  const e = errors[0]
-  const path = `${dataVar}${e.instancePath ?? ''}`
-  const params = e.params as Record<string, unknown>
-  let message: string
-  if (e.keyword === 'additionalProperties') message = `${path}/${String(params.additionalProperty)} is not allowed`
-  else if (e.keyword === 'required') message = `${path}/${String(params.missingProperty)} is required`
-  else message = `${path} ${e.message ?? 'is invalid'}`
-  return new Error(message)
+  return new Error(describeSchemaError(errors[0], dataVar))
 }
 
 export function errorBody(statusCode: number, message: string) {

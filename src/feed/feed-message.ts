@@ -1,3 +1,4 @@
+import { describeSchemaError } from '../shared/schema-error.js'
 import { feedRatingValidator, type FeedRating } from '../rating.js'
 
 /** Why a feed message (or one rating in it) was skipped: a bounded set, used as a metric label. */
@@ -16,7 +17,7 @@ export interface ParsedMessage {
 
 function schemaDetail(value: unknown): string {
   const first = feedRatingValidator.Errors(value).find((e) => e.keyword !== 'boolean')
-  return first ? `${first.instancePath || '/'} ${first.message}` : 'not a rating'
+  return first ? describeSchemaError(first, 'rating') : 'not a rating'
 }
 
 /**

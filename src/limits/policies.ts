@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { Type, type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
+import { describeSchemaError } from '../shared/schema-error.js'
 import { ConfigError } from '../config.js'
 import type { BucketLimits } from './token-bucket.js'
 
@@ -52,10 +53,8 @@ export type Policies = Record<Action, BucketPolicy>
 export function parsePolicies(data: unknown, source = 'BUCKETS_FILE'): Policies {
   if (!checkFile.Check(data)) {
     const first = checkFile.Errors(data)[0]
-    const where = first?.instancePath ? ` at ${first.instancePath}` : ''
-    const allowed = first && 'allowedValues' in first.params ? first.params.allowedValues : undefined
-    const detail = Array.isArray(allowed) ? `must be one of ${allowed.join(', ')}` : (first?.message ?? 'is invalid')
-    throw new ConfigError(`Invalid configuration: ${source}${where} ${detail}`)
+    const detail = first ? describeSchemaError(first, first.instancePath ? 'at ' : '') : 'is invalid'
+    throw new ConfigError(`Invalid configuration: ${source} ${detail}`)
   }
   const policies: Policies = { rest: DEFAULT_POLICY, read: DEFAULT_POLICY, forward: DEFAULT_POLICY, delivery: DEFAULT_POLICY }
   const seen = new Set<Action>()

@@ -20,7 +20,7 @@ t.test('an array keeps its valid ratings around invalid neighbours, in order', a
     ['schema', 'schema', 'schema']
   )
   t.match(result.invalid[0].detail, /\/rating/)
-  t.match(result.invalid[2].detail, /additional/)
+  t.match(result.invalid[2].detail, /extra is not allowed/)
 })
 
 t.test('schema violations name the field', async (t) => {
