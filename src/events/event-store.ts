@@ -4,6 +4,7 @@ import type { Metrics } from '../metrics.js'
 import { compareEventIds, eventIdFromLex, isEventId, lexEventId, nextEventId } from './event-id.js'
 import type { ScoreEvent } from '../rating.js'
 import type { Keys } from '../redis/keys.js'
+import { defineScripts } from '../redis/scripts.js'
 
 /** A published score event with its id (ordered across all replicas). */
 export interface StoredEvent {
@@ -204,8 +205,7 @@ export class RedisEventStore implements EventStore {
     private readonly limits: EventLimits,
     private readonly metrics: Metrics
   ) {
-    redis.defineCommand('moltbridgeEventsPublish', { numberOfKeys: 4, lua: PUBLISH })
-    redis.defineCommand('moltbridgeEventsRemember', { numberOfKeys: 3, lua: REMEMBER_ONLY })
+    defineScripts(redis, { EventsPublish: { keys: 4, lua: PUBLISH }, EventsRemember: { keys: 3, lua: REMEMBER_ONLY } })
   }
 
   async publish(event: ScoreEvent): Promise<string> {

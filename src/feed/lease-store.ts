@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import type { ClientContext, Result } from 'ioredis'
 import type { RedisClient } from '../redis/client.js'
+import { COMPARE_AND_DELETE, defineScripts } from '../redis/scripts.js'
 
 /** What an acquisition attempt saw: whether `owner` now holds the lease, and the current facts. */
 export interface LeaseView {
@@ -79,12 +80,6 @@ end
 return 0
 `
 
-// Compare-and-delete.
-const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`
-
 declare module 'ioredis' {
   interface RedisCommander<Context extends ClientContext> {
     moltbridgeLeaseAcquire(
@@ -94,15 +89,16 @@ declare module 'ioredis' {
       ttlMs: number
     ): Result<[number, string | null, string | number | null, number], Context>
     moltbridgeLeaseRenew(lease: string, fence: string, owner: string, ttlMs: number, token: number): Result<number, Context>
-    moltbridgeLeaseRelease(lease: string, fence: string, owner: string): Result<number, Context>
   }
 }
 
 /** The lease in Redis: its expiry runs on Redis's clock, so replicas' clocks never matter. */
 export function createRedisLeaseStore(redis: RedisClient, keys: { lease: string; fence: string }): LeaseStore {
-  redis.defineCommand('moltbridgeLeaseAcquire', { numberOfKeys: 2, lua: ACQUIRE })
-  redis.defineCommand('moltbridgeLeaseRenew', { numberOfKeys: 2, lua: RENEW })
-  redis.defineCommand('moltbridgeLeaseRelease', { numberOfKeys: 2, lua: RELEASE })
+  defineScripts(redis, {
+    LeaseAcquire: { keys: 2, lua: ACQUIRE },
+    LeaseRenew: { keys: 2, lua: RENEW },
+    CompareAndDelete: COMPARE_AND_DELETE
+  })
   return {
     async acquire(owner, ttlMs) {
       const [acquired, holder, fence, pttl] = await redis.moltbridgeLeaseAcquire(keys.lease, keys.fence, owner, ttlMs)
@@ -117,7 +113,7 @@ export function createRedisLeaseStore(redis: RedisClient, keys: { lease: string;
       return (await redis.moltbridgeLeaseRenew(keys.lease, keys.fence, owner, ttlMs, fence)) === 1
     },
     async release(owner) {
-      await redis.moltbridgeLeaseRelease(keys.lease, keys.fence, owner)
+      await redis.moltbridgeCompareAndDelete(keys.lease, owner)
     }
   }
 }

@@ -3,6 +3,7 @@ import type { Result } from 'ioredis'
 import type { RedisClient } from '../redis/client.js'
 import { dedupKey, type Rating } from '../rating.js'
 import type { Keys } from '../redis/keys.js'
+import { COMPARE_AND_DELETE, defineScripts } from '../redis/scripts.js'
 
 /**
  * `claimed`: this consumer may forward the rating now; `done`: it was forwarded already (ack it,
@@ -34,14 +35,9 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'claimed
 if redis.call('GET', KEYS[1]) == 'done' then return 'done' end
 return 'inflight'`
 
-const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`
-
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    mbDedupClaim(key: string, token: string, claimMs: number): Result<ClaimResult, Context>
-    mbDedupRelease(key: string, token: string): Result<number, Context>
+    moltbridgeDedupClaim(key: string, token: string, claimMs: number): Result<ClaimResult, Context>
   }
 }
 
@@ -53,12 +49,11 @@ export class RedisDedup implements DedupStore {
     private readonly keys: Keys,
     private readonly ttlSeconds: number
   ) {
-    redis.defineCommand('mbDedupClaim', { numberOfKeys: 1, lua: CLAIM })
-    redis.defineCommand('mbDedupRelease', { numberOfKeys: 1, lua: RELEASE })
+    defineScripts(redis, { DedupClaim: { keys: 1, lua: CLAIM }, CompareAndDelete: COMPARE_AND_DELETE })
   }
 
   claim(rating: Rating, claimMs: number): Promise<ClaimResult> {
-    return this.redis.mbDedupClaim(this.key(rating), this.token, claimMs)
+    return this.redis.moltbridgeDedupClaim(this.key(rating), this.token, claimMs)
   }
 
   async done(rating: Rating): Promise<void> {
@@ -66,7 +61,7 @@ export class RedisDedup implements DedupStore {
   }
 
   async release(rating: Rating): Promise<void> {
-    await this.redis.mbDedupRelease(this.key(rating), this.token)
+    await this.redis.moltbridgeCompareAndDelete(this.key(rating), this.token)
   }
 
   private key(rating: Rating): string {

@@ -3,7 +3,7 @@ import type { Result, ClientContext } from 'ioredis'
 import type { RedisClient } from '../redis/client.js'
 import { take, type BucketLimits, type BucketState } from './token-bucket.js'
 import { limitsOf, type BucketPolicy } from './policies.js'
-import { BUCKET_TAKE } from './bucket-take.js'
+import { defineScripts, NOW_MS_LUA } from '../redis/scripts.js'
 
 export interface Decision {
   allowed: boolean
@@ -75,6 +75,44 @@ export class MemoryBucketStore implements BucketStore {
   }
 }
 
+/**
+ * One token-bucket decision, the same steps as token-bucket.ts `take`, on Redis's clock.
+ * KEYS[1] bucket hash {tokens, ts(ms)}; ARGV capacity, refill_rate (tokens/s), cost. Returns
+ * {allowed 0/1, remaining, retryAfterMs, resetMs}. The key expires when the bucket would be
+ * full again (a missing key is a full bucket).
+ */
+const TAKE = `${NOW_MS_LUA}
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local now = now_ms()
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = capacity
+else
+  tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate / 1000)
+end
+local epsilon = 1e-9
+local allowed = 0
+if tokens >= cost - epsilon then
+  allowed = 1
+  tokens = math.max(0, tokens - cost)
+end
+local perToken = 1000 / rate
+local retryAfter = 0
+if tokens < cost - epsilon then retryAfter = math.ceil((cost - tokens) * perToken) end
+local reset = math.ceil((capacity - tokens) * perToken)
+if reset > 0 then
+  redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.17g', now))
+  redis.call('PEXPIRE', KEYS[1], reset)
+else
+  redis.call('DEL', KEYS[1])
+end
+return {allowed, math.floor(tokens), retryAfter, reset}
+`
+
 declare module 'ioredis' {
   interface RedisCommander<Context extends ClientContext> {
     moltbridgeBucketTake(
@@ -89,7 +127,7 @@ declare module 'ioredis' {
 /** Buckets shared by every replica: one Lua script per decision on Redis's clock. */
 export class RedisBucketStore implements BucketStore {
   constructor(private readonly redis: RedisClient) {
-    redis.defineCommand('moltbridgeBucketTake', { numberOfKeys: 1, lua: BUCKET_TAKE })
+    defineScripts(redis, { BucketTake: { keys: 1, lua: TAKE } })
   }
 
   async take(key: string, policy: BucketPolicy): Promise<Decision> {

@@ -1,6 +1,7 @@
 import type { ClientContext, Result } from 'ioredis'
 import type { RedisClient } from '../redis/client.js'
 import type { Keys } from '../redis/keys.js'
+import { defineScripts, NOW_MS_LUA } from '../redis/scripts.js'
 
 export interface SlotResult {
   acquired: boolean
@@ -46,9 +47,8 @@ export class MemoryStreamSlots implements StreamSlots {
 }
 
 /** KEYS[1] sorted set of stream ids scored by expiry (ms, Redis TIME); ARGV: id, cap, ttl ms. */
-const ACQUIRE = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+const ACQUIRE = `${NOW_MS_LUA}
+local now = now_ms()
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local cap = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
@@ -62,9 +62,8 @@ return {1, 0}
 `
 
 /** Refresh only a slot still held (XX): a stream whose slot expired does not squeeze back in over the cap. */
-const REFRESH = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+const REFRESH = `${NOW_MS_LUA}
+local now = now_ms()
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[1])
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
@@ -83,8 +82,7 @@ export class RedisStreamSlots implements StreamSlots {
     private readonly redis: RedisClient,
     private readonly keys: Keys
   ) {
-    redis.defineCommand('moltbridgeSlotAcquire', { numberOfKeys: 1, lua: ACQUIRE })
-    redis.defineCommand('moltbridgeSlotRefresh', { numberOfKeys: 1, lua: REFRESH })
+    defineScripts(redis, { SlotAcquire: { keys: 1, lua: ACQUIRE }, SlotRefresh: { keys: 1, lua: REFRESH } })
   }
 
   async acquire(agentId: string, streamId: string, cap: number, ttlMs: number): Promise<SlotResult> {
