@@ -5,7 +5,8 @@ import t, { type Test } from 'tap'
 import { compareEventIds } from '../../src/events/event-id.js'
 import type { FeedRating } from '../../src/rating.js'
 import { deletePrefix, REDIS_URL, TEST_SECRET, uniquePrefix } from '../helpers/app.js'
-import { moltbook, until } from '../helpers/moltbook.js'
+import { moltbook } from '../helpers/moltbook.js'
+import { waitFor } from '../helpers/wait.js'
 import { startNginx } from '../helpers/nginx.js'
 import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
 import { buildGateway, startGateways, type GatewayProcess } from '../helpers/processes.js'
@@ -36,7 +37,7 @@ async function subscribe(t: Test, url: string, user: string, agent: string): Pro
   t.teardown(() => es.close())
   es.onmessage = (m) => sub.events.push({ id: m.lastEventId, key: key(JSON.parse(m.data) as FeedRating) })
   es.onopen = () => sub.opens++
-  await until(`${user} stream open`, () => sub.opens > 0)
+  await waitFor(`${user} stream open`, () => sub.opens > 0)
   return sub
 }
 
@@ -104,16 +105,16 @@ t.test('three replicas behind nginx: leader failover and replica kill under SSE'
   // sees it. The feed holds still for that instant only; everything a replica read must survive.
   const killBetweenMessages = async (gw: GatewayProcess) => {
     feed.setRate(0)
-    await until('pipeline caught up', caughtUp, 15_000)
+    await waitFor('pipeline caught up', caughtUp, 15_000)
     const killedAt = performance.now()
     await gw.stop('SIGKILL')
-    await until('the feed sees no dead socket', () => feed.clients() <= 1, 5000)
+    await waitFor('the feed sees no dead socket', () => feed.clients() <= 1, 5000)
     feed.setRate(20)
     return killedAt
   }
 
   feed.setRate(20)
-  await until('ratings flow', () => feed.sent.length >= 20 && caughtUp(), 15_000)
+  await waitFor('ratings flow', () => feed.sent.length >= 20 && caughtUp(), 15_000)
 
   await t.test('leader failover: another replica holds the lease within LEASE_MS', async (t) => {
     const states = await Promise.all(gateways.map(readyz))
@@ -122,12 +123,12 @@ t.test('three replicas behind nginx: leader failover and replica kill under SSE'
     const leader = leaders[0]
     const killedAt = await killBetweenMessages(leader)
     const survivors = gateways.filter((g) => g !== leader)
-    await until('a new leader', async () => (await Promise.all(survivors.map(readyz))).some((s) => s?.leader), LEASE_MS + 3000)
+    await waitFor('a new leader', async () => (await Promise.all(survivors.map(readyz))).some((s) => s?.leader), LEASE_MS + 3000)
     const takeover = performance.now() - killedAt
     t.comment(`takeover after SIGKILL of the leader: ${Math.round(takeover)} ms (LEASE_MS ${LEASE_MS})`)
     t.ok(takeover <= LEASE_MS + 1000, `takeover ${Math.round(takeover)} ms within LEASE_MS (+ 1 s of polling slack)`)
     const sentBefore = feed.sent.length
-    await until('the feed flows again', () => feed.sent.length > sentBefore + 20 && caughtUp(), 15_000)
+    await waitFor('the feed flows again', () => feed.sent.length > sentBefore + 20 && caughtUp(), 15_000)
   })
 
   await t.test('replica kill under SSE: its subscribers reconnect through nginx and resume', async (t) => {
@@ -137,11 +138,11 @@ t.test('three replicas behind nginx: leader failover and replica kill under SSE'
     t.ok(victim, 'a non-leader replica serving streams')
     if (victim) await killBetweenMessages(victim)
     const sentBefore = feed.sent.length
-    await until('the feed flows on', () => feed.sent.length > sentBefore + 20, 15_000)
+    await waitFor('the feed flows on', () => feed.sent.length > sentBefore + 20, 15_000)
   })
 
   feed.setRate(0)
-  await until('every rating delivered', caughtUp, 20_000)
+  await waitFor('every rating delivered', caughtUp, 20_000)
   await sleep(500) // a late duplicate would show up here
 
   const sent = feed.sent.map(key)

@@ -2,7 +2,8 @@ import { Redis } from 'ioredis'
 import t from 'tap'
 import { createKeys } from '../../src/redis/keys.js'
 import { deletePrefix, REDIS_URL, TEST_SECRET, uniquePrefix } from '../helpers/app.js'
-import { moltbook, until } from '../helpers/moltbook.js'
+import { moltbook } from '../helpers/moltbook.js'
+import { waitFor } from '../helpers/wait.js'
 import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
 import { buildGateway, startGateway } from '../helpers/processes.js'
 import { openStream } from '../helpers/sse.js'
@@ -37,11 +38,11 @@ t.test('a replica killed with unacknowledged forwards: another reclaims them and
   }
 
   const first = await startGateway(t, 'first', env)
-  await until('the first replica reads the feed', () => feed.clients() === 1, 15_000)
+  await waitFor('the first replica reads the feed', () => feed.clients() === 1, 15_000)
   const ratings = Array.from({ length: COUNT }, (_, i) => ({ user_id: USER, item_id: `fk-i${i}`, timestamp: 1721200000 + i, rating: 2.5 }))
   feed.send(ratings)
-  await until('the ratings are read from the queue and held unacknowledged', async () => (await pending()) === COUNT, 15_000)
-  await until('OpenClaw calls in flight', () => openclaw.received.length > 0, 15_000)
+  await waitFor('the ratings are read from the queue and held unacknowledged', async () => (await pending()) === COUNT, 15_000)
+  await waitFor('OpenClaw calls in flight', () => openclaw.received.length > 0, 15_000)
   t.equal(await pending(), COUNT, `${COUNT} entries pending on the replica about to die`)
   await first.stop('SIGKILL')
 
@@ -53,7 +54,7 @@ t.test('a replica killed with unacknowledged forwards: another reclaims them and
   t.equal(stream.status, 200, 'subscriber on the surviving replica')
 
   await stream.waitFor(() => stream.events().length >= COUNT, 30_000)
-  await until('queue drained', async () => (await pending()) === 0, 10_000)
+  await waitFor('queue drained', async () => (await pending()) === 0, 10_000)
   await new Promise((resolve) => setTimeout(resolve, 500)) // a late duplicate would show up here
 
   const published = stream.events().map((e) => key(e.data as (typeof ratings)[number]))

@@ -4,7 +4,8 @@ import t from 'tap'
 import { createKeys } from '../../src/redis/keys.js'
 import { createRedisLeaseStore } from '../../src/feed/lease-store.js'
 import { buildTestApp, listen, logCapture, uniquePrefix } from '../helpers/app.js'
-import { moltbook, until } from '../helpers/moltbook.js'
+import { moltbook } from '../helpers/moltbook.js'
+import { waitFor } from '../helpers/wait.js'
 import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
 import { startRedisCluster } from '../helpers/redis-cluster.js'
 import { openStream } from '../helpers/sse.js'
@@ -31,7 +32,7 @@ t.test('the gateway on a 3-primary Redis Cluster', async (t) => {
   const base = await listen(app)
 
   await t.test('ready: store and fan-out canary answer through the cluster; this replica holds the lease', async (t) => {
-    await until('ready', async () => (await app.inject('/readyz')).statusCode === 200, 15_000)
+    await waitFor('ready', async () => (await app.inject('/readyz')).statusCode === 200, 15_000)
     const ready = (await app.inject('/readyz')).json() as { details: { ingest_lease: { leader: boolean; fence: number } } }
     t.ok(ready.details.ingest_lease.leader, 'lease acquired on the cluster')
     t.ok(ready.details.ingest_lease.fence >= 1, 'with a fencing token')
@@ -81,7 +82,7 @@ t.test('the gateway on a 3-primary Redis Cluster', async (t) => {
     const again = await openStream(t, `${base}/events/personalized-rating?ticket=${value}`)
     t.equal(again.status, 401, 'a ticket opens one stream only')
 
-    await until('ingest connected', () => feed.clients() === 1)
+    await waitFor('ingest connected', () => feed.clients() === 1)
     const ratings = Array.from({ length: 5 }, (_, i) => ({ user_id: user, item_id: `f${i}`, timestamp: 1721230000 + i, rating: 3 }))
     feed.send(ratings)
     await stream.waitFor(() => stream.events().length === 5, 15_000)

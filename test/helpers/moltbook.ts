@@ -7,12 +7,3 @@ export async function moltbook(t: Teardown, options: MoltbookOptions = {}): Prom
   t.teardown(() => sim.close())
   return sim
 }
-
-/** Polls until `check` holds (bounded: fails with `what` after `timeoutMs`). */
-export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Teardown } from './app.js'
-import { freePort } from './redis-server.js'
+import { freePort } from './ports.js'
 
 export interface Nginx {
   url: string

@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import type { Teardown } from './app.js'
-import { freePort } from './redis-server.js'
+import { freePort } from './ports.js'
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const ENTRY = join(ROOT, 'dist/src/server.js')

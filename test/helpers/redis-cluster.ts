@@ -3,7 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import type { Teardown } from './app.js'
-import { freePort, startRedisServer, type RedisServer } from './redis-server.js'
+import { freePort } from './ports.js'
+import { startRedisServer, type RedisServer } from './redis-server.js'
 
 const exec = promisify(execFile)
 

@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
+import { freePort } from './ports.js'
 
 export interface RedisServer {
   url: string
@@ -22,16 +22,6 @@ export interface RedisServerOptions {
   port?: number
   /** Extra redis-server arguments, for example ['--cluster-enabled', 'yes']. */
   args?: string[]
-}
-
-/** A free TCP port on loopback (closed again before it is returned). */
-export async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  if (!address || typeof address === 'string') throw new Error('no port')
-  return address.port
 }
 
 async function waitForPing(url: string, deadline: number): Promise<void> {

@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { buildTestApp, deletePrefix, REDIS_URL, TEST_SECRET, uniquePrefix } from '../helpers/app.js'
-import { moltbook, until } from '../helpers/moltbook.js'
+import { moltbook } from '../helpers/moltbook.js'
+import { waitFor } from '../helpers/wait.js'
 import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
 import { buildGateway, ROOT, startGateway, type GatewayProcess } from '../helpers/processes.js'
 import { openStream, type SseClient } from '../helpers/sse.js'
@@ -45,7 +46,7 @@ t.test('SIGTERM: readiness 503, streams told to retry and closed spread over DRA
 
   // While the streams drain the replica still answers, and says it is not ready.
   let ready = 200
-  await until('readyz 503', async () => {
+  await waitFor('readyz 503', async () => {
     ready = await fetch(`${gw.url}/readyz`).then((r) => r.status, () => 0)
     return ready !== 200
   })
@@ -72,10 +73,10 @@ t.test('no rating is lost across a drain: the leader is stopped, the other repli
   const feed = await moltbook(t, { rate: 40, users: ['nl-u1', 'nl-u2', 'nl-u3', 'nl-u4'], items: ['i1', 'i2', 'i3'] })
   const shared = { ...openclawEnv(openclaw), MOLTBOOK_URL: feed.url, LEASE_MS: '1500', QUEUE_CLAIM_MS: '2000', DRAIN_MS: '500' }
   const a = await startGateway(t, 'a', replicaEnv(prefix, shared))
-  await until('replica A leads', () => isLeader(a))
+  await waitFor('replica A leads', () => isLeader(a))
   const b = await buildTestApp(t, { ...shared, KEY_PREFIX: prefix })
 
-  await until('A forwards the feed', () => openclaw.received.length >= 40, 20_000)
+  await waitFor('A forwards the feed', () => openclaw.received.length >= 40, 20_000)
   t.notOk(b.lease.isLeader(), 'B waits while A holds the lease')
   const sentBeforeSignal = feed.sent.length
   const signalled = Date.now()
@@ -83,15 +84,15 @@ t.test('no rating is lost across a drain: the leader is stopped, the other repli
   t.equal(a.exitCode(), 0, `A drained and exited 0 (after ${Date.now() - signalled} ms)`)
   const holder = await b.redis!.get(b.keys.lease)
   t.notOk(holder?.includes(`:${a.pid}:`), `A released its lease on the way out (holder now: ${holder === null ? 'none' : 'B'})`)
-  await until('B takes over the lease', () => b.lease.isLeader(), 10_000)
+  await waitFor('B takes over the lease', () => b.lease.isLeader(), 10_000)
   t.comment(`B leads ${Date.now() - signalled} ms after the SIGTERM`)
   const sentBeforeB = feed.sent.length
-  await until('the feed flows through B', () => feed.sent.length >= sentBeforeB + 40, 20_000)
+  await waitFor('the feed flows through B', () => feed.sent.length >= sentBeforeB + 40, 20_000)
   feed.setRate(0)
 
   const sent = [...feed.sent]
   const missing = () => sent.filter((r) => openclaw.count(r) === 0)
-  await until('every rating reaches OpenClaw', () => missing().length === 0, 20_000).catch((err: Error) => {
+  await waitFor('every rating reaches OpenClaw', () => missing().length === 0, 20_000).catch((err: Error) => {
     throw new Error(`${err.message}: ${missing().length} of ${sent.length} missing`)
   })
   await sleep(500) // a duplicate would arrive now, not later: the queue is empty
@@ -111,7 +112,7 @@ t.test('a second signal forces the exit, without waiting for the drain', async (
     await client.waitFor((m) => m.length > 0)
   }
   const exited = gw.stop('SIGTERM')
-  await until('draining', async () => (await fetch(`${gw.url}/readyz`).then((r) => r.status, () => 0)) !== 200)
+  await waitFor('draining', async () => (await fetch(`${gw.url}/readyz`).then((r) => r.status, () => 0)) !== 200)
   process.kill(gw.pid, 'SIGTERM')
   await exited
   t.equal(gw.exitCode(), 1, 'the second SIGTERM exits 1')

@@ -6,7 +6,8 @@ import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { buildTestApp, logCapture, type Teardown } from '../helpers/app.js'
 import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
-import { freePort, startRedisServer } from '../helpers/redis-server.js'
+import { freePort } from '../helpers/ports.js'
+import { startRedisServer } from '../helpers/redis-server.js'
 import { mint } from '../helpers/tokens.js'
 
 /** 4 tokens that barely refill, for every action: counts are exact. */

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { buildTestApp, deletePrefix, uniquePrefix } from '../helpers/app.js'
-import { collect, feedRating, waitFor } from '../helpers/forwarder.js'
+import { collect, feedRating } from '../helpers/forwarder.js'
+import { waitFor } from '../helpers/wait.js'
 import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
 
 // Short retries keep the outages of these tests to seconds. A generous OpenClaw timeout: a call

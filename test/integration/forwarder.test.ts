@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { buildTestApp } from '../helpers/app.js'
-import { collect, feedRating, metricValue, waitFor } from '../helpers/forwarder.js'
+import { collect, feedRating } from '../helpers/forwarder.js'
+import { metricValue } from '../helpers/metrics.js'
+import { waitFor } from '../helpers/wait.js'
 import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
 
 t.test('memory queue: feed ratings are forwarded once and published without Redis', async (t) => {

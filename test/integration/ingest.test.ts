@@ -1,9 +1,10 @@
-import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import type { FeedRating } from '../../src/rating.js'
 import type { MoltbookOptions } from '../../src/simulators/moltbook.js'
 import { buildTestApp, logCapture, type Teardown } from '../helpers/app.js'
-import { moltbook, until } from '../helpers/moltbook.js'
+import { moltbook } from '../helpers/moltbook.js'
+import { metric } from '../helpers/metrics.js'
+import { waitFor } from '../helpers/wait.js'
 import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
 import { startRedisServer } from '../helpers/redis-server.js'
 
@@ -23,15 +24,8 @@ async function pipeline(t: Teardown, env: Record<string, string> = {}, feedOptio
     },
     { logStream: logs.stream }
   )
-  await until('the gateway to connect to the feed', () => feed.clients() === 1 && app.ingest.connected)
+  await waitFor('the gateway to connect to the feed', () => feed.clients() === 1 && app.ingest.connected)
   return { app, feed, openclaw, logs }
-}
-
-/** One sample of a metric from the gateway's /metrics text (0 when absent). */
-async function metric(app: FastifyInstance, name: string, labels = ''): Promise<number> {
-  const res = await app.inject('/metrics')
-  const line = res.body.split('\n').find((l) => l.startsWith(labels ? `${name}{${labels}}` : `${name} `))
-  return line ? Number(line.split(' ').pop()) : 0
 }
 
 let seq = 0
@@ -51,7 +45,7 @@ t.test('a feed rating reaches OpenClaw as the exact v1 JSON with the Bearer key'
   const charged = rating('u-seed', { agent_id: 'agent-7' })
   feed.send(plain)
   feed.send(charged)
-  await until('both ratings at OpenClaw', () => openclaw.received.length >= 2)
+  await waitFor('both ratings at OpenClaw', () => openclaw.received.length >= 2)
   t.same(sorted(bodies(openclaw)), sorted([plain, v1(charged)]), 'the 4 contract fields, agent_id stripped')
   for (const r of openclaw.received) t.equal(r.authorization, `Bearer ${openclaw.apiKey}`)
   t.notOk(
@@ -73,7 +67,7 @@ t.test('garbage is counted and skipped; the valid ratings around it are forwarde
   for (let i = 0; i < 20; i++) feed.sendRaw('not json either')
   feed.send(valid[4])
 
-  await until('every valid rating at OpenClaw', () => openclaw.received.length >= valid.length)
+  await waitFor('every valid rating at OpenClaw', () => openclaw.received.length >= valid.length)
   t.same(sorted(bodies(openclaw)), sorted(valid), 'none lost, none invented')
 
   const invalid = (reason: string) => metric(app, 'moltbridge_moltbook_messages_total', `result="invalid",reason="${reason}"`)
@@ -97,10 +91,10 @@ t.test('garbage is counted and skipped; the valid ratings around it are forwarde
 t.test('a dropped socket is replaced; ratings sent afterwards are forwarded', async (t) => {
   const { app, feed, openclaw } = await pipeline(t)
   feed.dropAll()
-  await until('a new connection', () => feed.connections === 2 && feed.clients() === 1 && app.ingest.connected)
+  await waitFor('a new connection', () => feed.connections === 2 && feed.clients() === 1 && app.ingest.connected)
   const after = rating()
   feed.send(after)
-  await until('the rating at OpenClaw', () => openclaw.received.length === 1)
+  await waitFor('the rating at OpenClaw', () => openclaw.received.length === 1)
   t.same(bodies(openclaw), [after])
   t.equal(await metric(app, 'moltbridge_moltbook_connects_total'), 2)
   t.ok((await metric(app, 'moltbridge_moltbook_reconnects_total')) >= 1)
@@ -110,13 +104,13 @@ t.test('a dropped socket is replaced; ratings sent afterwards are forwarded', as
 t.test('a peer that stops answering pings is detected and replaced', async (t) => {
   const { app, feed, openclaw, logs } = await pipeline(t, { MOLTBOOK_PING_MS: '250' })
   feed.silent(true)
-  await until('the silent peer to be replaced', () => feed.connections >= 2, 10_000)
+  await waitFor('the silent peer to be replaced', () => feed.connections >= 2, 10_000)
   feed.silent(false)
   t.ok(logs.lines.some((l) => l.includes('moltbook peer silent')))
-  await until('a connected feed', () => feed.clients() === 1 && app.ingest.connected)
+  await waitFor('a connected feed', () => feed.clients() === 1 && app.ingest.connected)
   const after = rating()
   feed.send(after)
-  await until('the rating at OpenClaw', () => openclaw.received.length === 1)
+  await waitFor('the rating at OpenClaw', () => openclaw.received.length === 1)
   t.same(bodies(openclaw), [after])
 })
 
@@ -133,18 +127,18 @@ t.test('stop() closes the feed for good, start() opens it again; the URL is logg
     { ...openclawEnv(openclaw), MOLTBOOK_URL: url.href, MOLTBOOK_BACKOFF_BASE_MS: '20', MOLTBOOK_BACKOFF_MAX_MS: '100' },
     { logStream: logs.stream }
   )
-  await until('connected', () => feed.clients() === 1 && app.ingest.connected)
+  await waitFor('connected', () => feed.clients() === 1 && app.ingest.connected)
 
   await app.ingest.stop()
   await app.ingest.stop()
   t.notOk(app.ingest.connected)
-  await until('the feed to see the socket go', () => feed.clients() === 0)
+  await waitFor('the feed to see the socket go', () => feed.clients() === 0)
   await new Promise((resolve) => setTimeout(resolve, 500))
   t.equal(feed.connections, 1, 'no reconnect after stop()')
 
   app.ingest.start()
   app.ingest.start()
-  await until('connected again', () => feed.clients() === 1 && app.ingest.connected)
+  await waitFor('connected again', () => feed.clients() === 1 && app.ingest.connected)
   t.equal(feed.connections, 2, 'start() twice opens one socket')
 
   const connected = logs.lines.filter((l) => l.includes('moltbook connected'))
@@ -175,7 +169,7 @@ t.test('when OpenClaw is down the feed is paused, the queue stays bounded, and e
   const sent = [...feed.sent]
   t.equal(sent.length, 600)
 
-  await until('the feed socket to be paused', async () => (await metric(app, 'moltbridge_moltbook_paused')) === 1)
+  await waitFor('the feed socket to be paused', async () => (await metric(app, 'moltbridge_moltbook_paused')) === 1)
   await new Promise((resolve) => setTimeout(resolve, 1000))
   t.equal(await metric(app, 'moltbridge_moltbook_paused'), 1, 'still paused while OpenClaw is down')
   // The forwarder's depth is polled, so one message may slip in on a stale reading: bound + 2 messages at most.
@@ -184,7 +178,7 @@ t.test('when OpenClaw is down the feed is paused, the queue stays bounded, and e
   t.equal(openclaw.received.length, 0)
 
   await openclaw.set({ down: false })
-  await until('every rating at OpenClaw', () => openclaw.received.length >= sent.length, 45_000)
+  await waitFor('every rating at OpenClaw', () => openclaw.received.length >= sent.length, 45_000)
   await new Promise((resolve) => setTimeout(resolve, 300))
   t.equal(openclaw.received.length, sent.length, 'nothing forwarded twice')
   t.ok(
@@ -203,27 +197,27 @@ t.test('while Redis is down the feed is paused and nothing read is dropped, even
   const during = [rating('rd-u1'), rating('rd-u2'), rating('rd-u1')]
   feed.send(during[0])
   feed.send([during[1], during[2]])
-  await until('the feed socket to be paused', async () => (await metric(app, 'moltbridge_moltbook_paused')) === 1)
+  await waitFor('the feed socket to be paused', async () => (await metric(app, 'moltbridge_moltbook_paused')) === 1)
 
   // What the lease does when it is lost and won again: the ratings read meanwhile are kept.
   await app.ingest.stop()
   await redis.restart()
   app.ingest.start()
-  await until('every rating read during the outage at OpenClaw', () => openclaw.received.length >= during.length, 20_000)
+  await waitFor('every rating read during the outage at OpenClaw', () => openclaw.received.length >= during.length, 20_000)
   t.same(sorted(bodies(openclaw)), sorted(during), 'each rating once')
-  await until('reading again', async () => (await metric(app, 'moltbridge_moltbook_paused')) === 0)
+  await waitFor('reading again', async () => (await metric(app, 'moltbridge_moltbook_paused')) === 0)
 })
 
 t.test("the simulator's own feed: unique ratings at a rate, each forwarded once", async (t) => {
   const { feed, openclaw } = await pipeline(t, {}, { users: ['rate-u1', 'rate-u2'], items: ['a', 'b'], agents: ['rate-agent'] })
   feed.setRate(40)
-  await until('some ratings emitted', () => feed.sent.length >= 30)
+  await waitFor('some ratings emitted', () => feed.sent.length >= 30)
   feed.setRate(0)
   const sent = [...feed.sent]
   const keys = new Set(sent.map((r) => `${r.user_id}/${r.item_id}/${r.timestamp}`))
   t.equal(keys.size, sent.length, 'no (user, item, timestamp) repeats, even within one second')
   t.ok(sent.every((r) => r.agent_id === 'rate-agent'))
-  await until('every emitted rating at OpenClaw', () => openclaw.received.length >= sent.length, 20_000)
+  await waitFor('every emitted rating at OpenClaw', () => openclaw.received.length >= sent.length, 20_000)
   t.ok(
     sent.every((r) => openclaw.count(r) === 1),
     'each forwarded once'
@@ -240,7 +234,7 @@ t.test('an unreachable feed is retried with backoff until stop(), which ends it 
     { ...openclawEnv(openclaw), MOLTBOOK_URL: gone.url, MOLTBOOK_BACKOFF_BASE_MS: '10', MOLTBOOK_BACKOFF_MAX_MS: '50' },
     { logStream: logs.stream }
   )
-  await until('a few reconnect attempts', async () => (await metric(app, 'moltbridge_moltbook_reconnects_total')) >= 3)
+  await waitFor('a few reconnect attempts', async () => (await metric(app, 'moltbridge_moltbook_reconnects_total')) >= 3)
   t.equal(logs.lines.filter((l) => l.includes('moltbook socket error')).length, 1, 'one warning per outage')
   await app.ingest.stop()
   const attempts = await metric(app, 'moltbridge_moltbook_reconnects_total')
@@ -256,6 +250,6 @@ t.test('stop() closes with a handshake: what Moltbook sent before it is still qu
   feed.send([last[1], last[2]])
   await app.ingest.stop() // in the same tick: none of them has been read yet
   t.equal(feed.clients(), 0)
-  await until('the last ratings at OpenClaw', () => openclaw.received.length >= last.length)
+  await waitFor('the last ratings at OpenClaw', () => openclaw.received.length >= last.length)
   t.same(sorted(bodies(openclaw)), sorted(last))
 })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { buildTestApp, deletePrefix, uniquePrefix } from '../helpers/app.js'
-import { freePort } from '../helpers/redis-server.js'
+import { freePort } from '../helpers/ports.js'
 
 const badToken = { authorization: 'Bearer not.a.token' }
 

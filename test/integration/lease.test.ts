@@ -5,7 +5,8 @@ import t, { type Test } from 'tap'
 import { createMemoryLeaseStore, createRedisLeaseStore, type LeaseStore } from '../../src/feed/lease-store.js'
 import { createKeys } from '../../src/redis/keys.js'
 import { buildTestApp, deletePrefix, REDIS_URL, uniquePrefix } from '../helpers/app.js'
-import { moltbook, until } from '../helpers/moltbook.js'
+import { moltbook } from '../helpers/moltbook.js'
+import { waitFor } from '../helpers/wait.js'
 
 const TTL = 300
 
@@ -107,7 +108,7 @@ t.test('replicas sharing Redis: exactly one reads the feed, another takes over w
   const leader = replicas[details.indexOf(leaders[0])]
   for (const d of details) t.equal(d.holder, leaders[0].self, 'every replica names the same holder')
   t.same(await Promise.all(replicas.map(gauge)), details.map((d) => (d.leader ? '1' : '0')), 'leader gauge')
-  await until('the leader connects to the feed', () => feed.clients() === 1)
+  await waitFor('the leader connects to the feed', () => feed.clients() === 1)
 
   // Renewals keep it: still the same leader and one feed socket after several lease periods.
   await sleep(1500)
@@ -116,11 +117,11 @@ t.test('replicas sharing Redis: exactly one reads the feed, another takes over w
 
   await leader.close()
   const rest = replicas.filter((r) => r !== leader)
-  await until('another replica leads', async () => (await Promise.all(rest.map(leaseOf))).some((d) => d.leader), 2000)
+  await waitFor('another replica leads', async () => (await Promise.all(rest.map(leaseOf))).some((d) => d.leader), 2000)
   const after = await Promise.all(rest.map(leaseOf))
   t.equal(after.filter((d) => d.leader).length, 1, 'exactly one new leader')
   t.ok(after.find((d) => d.leader)!.fence! > leaders[0].fence!, 'new term, larger token')
-  await until('the new leader reads the feed', () => feed.clients() === 1)
+  await waitFor('the new leader reads the feed', () => feed.clients() === 1)
 })
 
 t.test('without Redis the replica always leads', async (t) => {

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { buildTestApp, listen } from '../helpers/app.js'
-import { moltbook, until } from '../helpers/moltbook.js'
+import { moltbook } from '../helpers/moltbook.js'
+import { waitFor } from '../helpers/wait.js'
 import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
 import { openStream } from '../helpers/sse.js'
 import { bearer, mint } from '../helpers/tokens.js'
@@ -68,7 +69,7 @@ t.test('/metrics after a short pipeline run: every family, default process metri
   const token = await mint({ sub: USER, agent_id: AGENT })
   const stream = await openStream(t, `${url}/events/personalized-rating`, bearer(token))
   t.equal(stream.status, 200)
-  await until('feed connected', () => feed.clients() === 1)
+  await waitFor('feed connected', () => feed.clients() === 1)
 
   // Feed: a valid rating (twice: the second is a dedup hit), an unparseable message, an invalid rating.
   const rating = { user_id: USER, item_id: 'mt-item', timestamp: 1721234567, rating: 4 }
@@ -88,12 +89,12 @@ t.test('/metrics after a short pipeline run: every family, default process metri
 
   // Reconnect: the feed drops the socket, the gateway comes back.
   feed.dropAll()
-  await until('feed reconnected', () => feed.connections === 2 && feed.clients() === 1)
+  await waitFor('feed reconnected', () => feed.connections === 2 && feed.clients() === 1)
   stream.close()
   await stream.ended
 
   let text = ''
-  await until('counters settle', async () => {
+  await waitFor('counters settle', async () => {
     text = (await app.inject('/metrics')).body
     return (
       (sample(text, 'moltbridge_forward_dedup_hits_total') ?? 0) >= 1 &&
