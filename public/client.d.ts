@@ -10,7 +10,8 @@ export interface ScoreEvent {
 
 /**
  * `connecting` until the first stream opens, `live` while one is open (here or in the tab that
- * holds the shared stream), `retrying` between a lost stream and the next, `closed` after close().
+ * holds the shared stream), `retrying` between a lost or refused stream and the next, `closed`
+ * after close().
  */
 export type Status = 'connecting' | 'live' | 'retrying' | 'closed'
 
@@ -28,7 +29,13 @@ export interface SubscribeOptions {
   onScore(event: ScoreEvent): void
   /** Scores were missed; the scores of `items` have already been refetched and passed to onScore. */
   onGap?(): void
-  onStatus?(status: Status): void
+  /**
+   * Called when the status changes, or while retrying when the reason changes: `httpStatus` is
+   * the status of the refused request (401, 429, 503…), undefined for a network error or a stream
+   * that ended. In cookie mode, `retrying` with 401 means the session cookie has expired: renew it
+   * (POST /v1/sse-session) and the next attempt uses it.
+   */
+  onStatus?(status: Status, httpStatus?: number): void
   /** Share one stream among this origin's tabs of the same owner (Web Locks + BroadcastChannel); default true. */
   shared?: boolean
   /** A stream silent this long (no heartbeat either) is taken as dead and reopened; default 45000 ms. */

@@ -31,6 +31,7 @@ export function sseParser(onMessage, onRetry) {
   let cr = false
   let id, data, event
   return (text) => {
+    if (!text) return // a read that ended inside a multi-byte character
     if (cr && text[0] === '\n') text = text.slice(1) // a CRLF split across two chunks
     cr = text.endsWith('\r')
     const lines = (rest + text).split(/\r\n?|\n/)
@@ -89,7 +90,9 @@ export function subscribe({
   if (!items?.length) items = undefined // no list: every item (an empty `items=` is a 400)
   const wanted = items && new Set(items)
   const bearer = async () => ({ authorization: `Bearer ${await getToken()}` })
+  /** What the page was last told: the status and, when retrying after a refusal, its HTTP code. */
   let status
+  let statusCode
   let wasLive = false
   let lastId = ''
   /** Messages that arrive while /v1/scores is painting, delivered after it. */
@@ -106,10 +109,11 @@ export function subscribe({
   const shows = (e) => `${e.rating} ${e.timestamp}`
   const deliver = (event) => closing.signal.aborted || call(onScore, event)
 
-  function setStatus(next) {
-    if (next === 'connecting' && wasLive) next = 'retrying'
-    if (next === status || status === 'closed') return
-    call(onStatus, (status = next))
+  function setStatus(next, code) {
+    if ((next === status && code === statusCode) || status === 'closed') return
+    status = next
+    statusCode = code
+    call(onStatus, next, code)
     if (next === 'live' && !wasLive) {
       wasLive = true
       paint(false)
@@ -174,12 +178,11 @@ export function subscribe({
       wake?.()
     }
     const done = (async () => {
-      for (;;) {
-        report('connecting') // a page may close() from onStatus: checked after each report
-        if (closing.signal.aborted) break
+      while (!closing.signal.aborted) {
         connection = new AbortController()
         const signal = connection.signal
         let waitMs = 0
+        let code
         try {
           const query = new URLSearchParams()
           if (getToken) {
@@ -225,14 +228,15 @@ export function subscribe({
             parse(decoder.decode(value, { stream: true }))
           }
         } catch (err) {
+          code = err?.status
           waitMs = retryAfterMs(err?.headers?.get('retry-after'))
         } finally {
           clearTimeout(idle)
           connection.abort() // frees a refused or finished response's socket
         }
         if (closing.signal.aborted) break
-        report('retrying')
-        if (closing.signal.aborted) break
+        report('retrying', code)
+        if (closing.signal.aborted) break // a page may close() from onStatus
         await new Promise((resolve) => {
           wake = resolve
           timer = setTimeout(resolve, reconnectDelay(attempt++, { retryMs, retryAfterMs: waitMs }))
@@ -261,9 +265,9 @@ export function subscribe({
     let source
     channel.onmessage = ({ data }) => {
       if (data.hello && source) {
-        channel.postMessage({ s: status })
+        channel.postMessage({ s: status, c: statusCode })
         channel.postMessage({ id: source.position() })
-      } else if (data.s) setStatus(data.s)
+      } else if (data.s) setStatus(data.s, data.c)
       else if (!data.hello) receive(data)
     }
     channel.postMessage({ hello: 1 })
@@ -273,9 +277,9 @@ export function subscribe({
           channel.postMessage(message)
           receive(message)
         },
-        (s) => {
-          channel.postMessage({ s })
-          setStatus(s)
+        (s, c) => {
+          channel.postMessage({ s, c })
+          setStatus(s, c)
         },
         false
       )

@@ -11,19 +11,13 @@ import t from 'tap'
 import { subscribe, type ScoreEvent, type Status, type SubscribeOptions } from '../../public/client.js'
 import { buildTestApp, deletePrefix, listen, logCapture, uniquePrefix, type Teardown } from '../helpers/app.js'
 import { bucketsFile, openStream, score } from '../helpers/sse.js'
+import { metricValue } from '../helpers/metrics.js'
+import { freePort } from '../helpers/ports.js'
 import { bearer, mint } from '../helpers/tokens.js'
+import { waitFor } from '../helpers/wait.js'
 
 const CLIENT = new URL('../../public/client.js', import.meta.url).href
 const STREAM = '/events/personalized-rating'
-
-/** Polls `predicate` until it holds (bounded: a loaded machine is slow, never wrong). */
-async function until(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(20)
-  }
-}
 
 /** Fresh JWTs for one user, as a page's getToken would fetch them; every one handed out is kept. */
 function tokens(sub: string, expiresIn = 300) {
@@ -42,11 +36,13 @@ function tokens(sub: string, expiresIn = 300) {
 function subscribed(t: Teardown, options: Omit<SubscribeOptions, 'onScore' | 'onGap' | 'onStatus'>) {
   const got = {
     scores: [] as ScoreEvent[],
+    /** Each status the page went through (a change of reason while retrying is in `codes`). */
     statuses: [] as Status[],
+    codes: [] as (number | undefined)[],
     /** Scores and gaps in the order the page saw them. */
     log: [] as (ScoreEvent | 'gap')[],
     items: () => got.scores.map((e) => e.item_id),
-    live: () => until('live', () => got.statuses.at(-1) === 'live'),
+    live: () => waitFor('live', () => got.statuses.at(-1) === 'live'),
     close: () => {}
   }
   const sub = subscribe({
@@ -56,14 +52,17 @@ function subscribed(t: Teardown, options: Omit<SubscribeOptions, 'onScore' | 'on
       got.log.push(e)
     },
     onGap: () => got.log.push('gap'),
-    onStatus: (s) => got.statuses.push(s)
+    onStatus: (s, code) => {
+      if (got.statuses.at(-1) !== s) got.statuses.push(s)
+      got.codes.push(code)
+    }
   })
   got.close = () => sub.close()
   t.teardown(() => sub.close())
   return got
 }
 
-const openStreams = async (app: FastifyInstance) => (await app.metrics.sseOpen.get()).values[0]?.value ?? 0
+const openStreams = (app: FastifyInstance) => metricValue(app.metrics.sseOpen)
 
 /**
  * Two replicas on one Redis prefix: `serving` (the client's URL) and `publisher`. restart() takes
@@ -101,13 +100,13 @@ t.test('paints from /v1/scores, then each score once, in order; a ticket per con
   const items = ['p-1', ...Array.from({ length: 10 }, (_, i) => `q-${i}`)]
   const got = subscribed(t, { url, getToken: user.getToken, items })
   await got.live()
-  await until('the paint', () => got.scores.length === 1)
+  await waitFor('the paint', () => got.scores.length === 1)
   t.same(got.scores, [painted], 'the latest score of a listed item, painted from /v1/scores')
 
   await app.events.publish(score('ann', 'not-listed', 1), 'rest')
   await app.events.publish(score('bob', 'q-0', 1), 'rest')
   for (let i = 0; i < 10; i++) await app.events.publish(score('ann', `q-${i}`, 3, i), 'feed')
-  await until('ten scores', () => got.scores.length === 11)
+  await waitFor('ten scores', () => got.scores.length === 11)
   t.same(got.items(), items, 'each listed score once, in publish order; no other item, no other user')
   t.same(got.statuses, ['connecting', 'live'])
 
@@ -127,7 +126,7 @@ t.test('connections cut while scores flow: each reconnect has a fresh ticket and
   await got.live()
   const ids = [await app.events.publish(score('cy', 'n-0', 1, 0), 'feed')]
   let cuts = 0
-  await until('the first score', () => got.scores.length === 1)
+  await waitFor('the first score', () => got.scores.length === 1)
   for (let i = 1; i < 150; i++) {
     ids.push(await app.events.publish(score('cy', `n-${i}`, 1, i), 'feed'))
     if (i % 40 === 0 && got.statuses.at(-1) === 'live') {
@@ -136,7 +135,7 @@ t.test('connections cut while scores flow: each reconnect has a fresh ticket and
     }
     if (i % 5 === 0) await sleep(5) // a feed's pace, so cuts land mid-stream
   }
-  await until('all 150 scores', () => got.scores.length >= 150)
+  await waitFor('all 150 scores', () => got.scores.length >= 150)
   t.same(got.items(), ids.map((_, i) => `n-${i}`), 'every score once, in order')
   t.ok(got.statuses.includes('retrying'), 'the page saw the stream go')
   t.equal(got.statuses.at(-1), 'live')
@@ -154,12 +153,12 @@ t.test('a replica restart: the client retries until the new process answers and 
   const got = subscribed(t, { url: cluster.url, getToken: tokens('dee').getToken })
   await got.live()
   const ids = [await cluster.publisher.events.publish(score('dee', 'r-0', 1, 0), 'feed')]
-  await until('the first score', () => got.scores.length === 1)
+  await waitFor('the first score', () => got.scores.length === 1)
   await cluster.restart(async () => {
-    await until('retrying', () => got.statuses.at(-1) === 'retrying')
+    await waitFor('retrying', () => got.statuses.at(-1) === 'retrying')
     for (let i = 1; i < 6; i++) ids.push(await cluster.publisher.events.publish(score('dee', `r-${i}`, 1, i), 'feed'))
   })
-  await until('the scores published while down', () => got.scores.length >= 6)
+  await waitFor('the scores published while down', () => got.scores.length >= 6)
   t.same(got.items(), ['r-0', 'r-1', 'r-2', 'r-3', 'r-4', 'r-5'])
   t.same(got.statuses, ['connecting', 'live', 'retrying', 'live'])
 })
@@ -172,11 +171,11 @@ t.test(
     const got = subscribed(t, { url: cluster.url, getToken: tokens('eve').getToken })
     await got.live()
     await cluster.restart(async () => {
-      await until('retrying', () => got.statuses.at(-1) === 'retrying')
+      await waitFor('retrying', () => got.statuses.at(-1) === 'retrying')
       for (let i = 0; i < 5; i++) await cluster.publisher.events.publish(score('eve', `f-${i}`, 1, i), 'feed')
     })
-    await until('live again', () => got.statuses.at(-1) === 'live')
-    await until('the five scores published while down', () => got.scores.length >= 5, 5000)
+    await waitFor('live again', () => got.statuses.at(-1) === 'live')
+    await waitFor('the five scores published while down', () => got.scores.length >= 5, 5000)
     t.same(got.items(), ['f-0', 'f-1', 'f-2', 'f-3', 'f-4'])
   }
 )
@@ -191,12 +190,12 @@ t.test('a token that expires mid-stream: expired, getToken again, no score lost'
   for (let i = 0; i < 40; i++) {
     items.push(`x-${i}`)
     await app.events.publish(score('fox', `x-${i}`, 1, i), 'feed')
-    if (i === 0) await until('the first score', () => got.scores.length === 1)
+    if (i === 0) await waitFor('the first score', () => got.scores.length === 1)
     await sleep(100) // scores keep coming across at least one expiry
   }
-  await until('all 40 scores', () => got.scores.length >= 40)
+  await waitFor('all 40 scores', () => got.scores.length >= 40)
   t.same(got.items(), items, 'every score once, in order')
-  const expired = (await app.metrics.sseClosed.get()).values.find((v) => v.labels.reason === 'expired')?.value ?? 0
+  const expired = await metricValue(app.metrics.sseClosed, { reason: 'expired' })
   t.ok(expired >= 1, `the gateway ended ${expired} stream(s) with expired`)
   t.ok(user.issued.length >= 1 + expired, `getToken asked again after each expiry (${user.issued.length} tokens)`)
 })
@@ -207,7 +206,7 @@ t.test('a gap: /v1/scores is refetched for the items and painted before onGap', 
   const got = subscribed(t, { url: cluster.url, getToken: tokens('gil').getToken, items })
   await got.live()
   await cluster.publisher.events.publish(score('gil', 'g-0', 0.5, 0), 'feed')
-  await until('the first score', () => got.scores.length === 1)
+  await waitFor('the first score', () => got.scores.length === 1)
   const latest = new Map<string, number>()
   await cluster.restart(async () => {
     for (let i = 0; i < 12; i++) {
@@ -216,7 +215,7 @@ t.test('a gap: /v1/scores is refetched for the items and painted before onGap', 
       await cluster.publisher.events.publish(event, 'feed')
     }
   })
-  await until('onGap', () => got.log.includes('gap'))
+  await waitFor('onGap', () => got.log.includes('gap'))
   const shown = new Map<string, number>()
   for (const entry of got.log.slice(0, got.log.indexOf('gap'))) if (entry !== 'gap') shown.set(entry.item_id, entry.rating)
   t.same(shown, latest, 'when onGap runs, every card already holds its latest score')
@@ -224,7 +223,7 @@ t.test('a gap: /v1/scores is refetched for the items and painted before onGap', 
   const next = score('gil', 'g-0', 4.9, 99)
   latest.set('g-0', next.rating)
   await cluster.publisher.events.publish(next, 'feed')
-  await until('the next live score', () => got.scores.at(-1)?.rating === next.rating)
+  await waitFor('the next live score', () => got.scores.at(-1)?.rating === next.rating)
   t.same(new Map(got.scores.map((e) => [e.item_id, e.rating])), latest, 'after the replay, every card holds its latest score')
   const afterGap = got.log.slice(got.log.indexOf('gap') + 1) as ScoreEvent[]
   const repeated = items.filter((item) => {
@@ -244,7 +243,7 @@ t.test('a refused stream (429) is retried no sooner than its Retry-After', async
   type Line = { time: number; reqId: string; req?: { url: string }; res?: { statusCode: number } }
   const lines = () => logs.lines.map((l) => JSON.parse(l) as Line)
   const refused = () => lines().filter((l) => l.res?.statusCode === 429).map((l) => l.reqId)
-  await until('two refusals', () => refused().length >= 2)
+  await waitFor('two refusals', () => refused().length >= 2)
   holder.close()
   await got.live()
   const requests = lines().filter((l) => l.req?.url.startsWith(STREAM))
@@ -252,6 +251,7 @@ t.test('a refused stream (429) is retried no sooner than its Retry-After', async
   const waits = requests.slice(1).flatMap((next, i) => (refused().includes(requests[i].reqId) ? [next.time - (answered.get(requests[i].reqId) ?? 0)] : []))
   t.ok(waits.length >= 2, 'retried after each refusal')
   t.ok(waits.every((ms) => ms >= 990), `each retry waited Retry-After (at least 1 s): ${waits.join(', ')} ms`)
+  t.ok(got.codes.includes(429), 'onStatus told the page why: 429')
   t.equal(got.statuses.at(-1), 'live', 'in once a slot is free')
 })
 
@@ -260,11 +260,11 @@ t.test('close(): the stream ends on the server and no callback follows', async (
   const url = await listen(app)
   const got = subscribed(t, { url, getToken: tokens('ida').getToken })
   await got.live()
-  await until('the stream open on the gateway', async () => (await openStreams(app)) === 1)
+  await waitFor('the stream open on the gateway', async () => (await openStreams(app)) === 1)
   got.close()
   got.close()
   t.same(got.statuses, ['connecting', 'live', 'closed'], 'closed once')
-  await until('the stream closed on the gateway', async () => (await openStreams(app)) === 0)
+  await waitFor('the stream closed on the gateway', async () => (await openStreams(app)) === 0)
   const witness = await openStream(t, `${url}${STREAM}`, bearer(await mint({ sub: 'ida', agent_id: 'ag-ida2' })))
   await witness.waitFor((m) => m.length > 0)
   await app.events.publish(score('ida', 'late', 1), 'rest')
@@ -285,13 +285,7 @@ function runAlone(script: string, env: Record<string, string>) {
 t.test('close() leaves no timer or socket: a process running only the client exits by itself', async (t) => {
   const app = await buildTestApp(t)
   const url = await listen(app)
-  const closedPort = await (async () => {
-    const probe = await buildTestApp(t, {}, { memory: true })
-    await listen(probe)
-    const { port } = probe.server.address() as AddressInfo
-    await probe.close()
-    return port
-  })()
+  const closedPort = await freePort() // nothing listens there
   const cases = {
     // Open, live, then closed: the stream's socket and its idle timer must go.
     live: `const sub = subscribe({ url: process.env.URL, getToken: () => process.env.TOKEN, onScore() {},
@@ -317,5 +311,5 @@ t.test('close() leaves no timer or socket: a process running only the client exi
     t.equal(code, 0, `${name}: the process ended by itself`)
     t.equal(JSON.parse(child.output() || '[]').at(-1), 'closed', `${name}: last status closed`)
   }
-  await until('no stream left on the gateway', async () => (await openStreams(app)) === 0)
+  await waitFor('no stream left on the gateway', async () => (await openStreams(app)) === 0)
 })

@@ -122,6 +122,8 @@ t.test('SSE parser', async (t) => {
 
   t.test('a CRLF split between two reads is one line end, not two', async (t) => {
     t.same(parse(['data: a\r', '\ndata: b\r', '\n\r', '\n']).messages, [{ id: undefined, event: 'message', data: 'a\nb' }])
+    t.same(parse(['data: a\r', '', '\n\r', '', '\n']).messages.length, 1, 'an empty read in between changes nothing')
+    t.same(parse(['data: a\r\r']).messages.length, 1, 'a CR ends the message at once, without waiting for a possible LF')
   })
 
   t.test('a message split at every character arrives once, whole', async (t) => {
@@ -181,7 +183,7 @@ t.test('SSE parser', async (t) => {
         const events = got.messages.filter((m) => m.data !== undefined)
         return JSON.stringify([events, got.retries]) === JSON.stringify([expected, expectedRetries])
       }),
-      { numRuns: 500 }
+      { numRuns: 2000 }
     )
   })
 })
