@@ -75,6 +75,10 @@ function call(fn, ...args) {
   }
 }
 
+/**
+ * Subscribes a page to its personalized scores (SPEC 10; options and behaviour in CLIENT.md).
+ * Returns { close() }.
+ */
 export function subscribe({
   url = new URL(import.meta.url).origin,
   getToken,
