@@ -26,12 +26,9 @@ export default fp(
       app.decorate('forwarder', disabled)
       return
     }
+    const claimMs = config.QUEUE_CLAIM_MS
     const queue = redis
-      ? new RedisQueueStore(redis, keys, {
-          blocking: app.redisConnection('queue'),
-          claimMs: config.QUEUE_CLAIM_MS,
-          consumer: replicaId
-        })
+      ? new RedisQueueStore(redis, keys, { blocking: app.redisConnection('queue'), claimMs, consumer: replicaId })
       : new MemoryQueueStore()
     const dedup = redis
       ? new RedisDedupStore(redis, keys, { ttlSeconds: config.DEDUP_TTL, owner: replicaId })
@@ -50,7 +47,7 @@ export default fp(
         concurrency: config.OPENCLAW_CONCURRENCY,
         heldMax: config.FORWARD_HELD_MAX,
         queueMax: config.QUEUE_MAX,
-        queueClaimMs: config.QUEUE_CLAIM_MS,
+        queueClaimMs: claimMs,
         callTimeoutMs: config.OPENCLAW_TIMEOUT_MS,
         backoff: { baseMs: config.FORWARD_BACKOFF_BASE_MS, maxMs: config.FORWARD_BACKOFF_MAX_MS }
       }

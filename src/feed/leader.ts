@@ -54,7 +54,10 @@ export class Leader {
   ) {
     this.clock = deps.clock ?? systemClock
     this.renewEveryMs = Math.max(1, Math.floor(options.ttlMs / 3))
-    this.outage = new OutageLog(deps.log, { down: 'ingest lease store unreachable', up: 'ingest lease store reachable again' })
+    this.outage = new OutageLog(deps.log, {
+      down: 'ingest lease store unreachable',
+      up: 'ingest lease store reachable again'
+    })
     deps.metrics.ingestLeader.set(0)
   }
 

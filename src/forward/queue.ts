@@ -117,7 +117,7 @@ export interface RedisQueueOptions {
   blocking: RedisClient
   /** An entry pending this long with a consumer is taken over by another one. */
   claimMs: number
-  /** This replica's consumer name: unique per process, so a restarted replica never takes a dead one's entries for its own. */
+  /** This replica's consumer name, unique per process: a restarted replica never takes a dead one's entries for its own. */
   consumer: string
   now?: () => number
 }

@@ -15,7 +15,7 @@ t.test('the ceiling doubles per attempt up to the cap', async (t) => {
 t.test('full jitter: anywhere from 0 below the ceiling', async (t) => {
   t.equal(backoffDelay(5, { ...opts, random: () => 0 }), 0)
   t.equal(backoffDelay(2, { ...opts, random: () => 0.5 }), 200)
-  const outside = Array.from({ length: 200 }, (_, i) => i % 8).filter((attempt) => {
+  const outside = Array.from({ length: 200 }, (_, index) => index % 8).filter((attempt) => {
     const delay = backoffDelay(attempt, opts)
     return !(Number.isInteger(delay) && delay >= 0 && delay < Math.min(1000, 100 * 2 ** attempt))
   })

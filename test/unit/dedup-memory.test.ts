@@ -36,7 +36,7 @@ t.test('a release drops a claim, never a forwarded rating', async (t) => {
 
 t.test('bounded: beyond `max` ratings the least recently used is forgotten', async (t) => {
   const dedup = new MemoryDedupStore({ ttlSeconds: 600, max: 3 })
-  const ratings = [1, 2, 3, 4].map((i) => ({ ...rating, item_id: `item-${i}` }))
+  const ratings = [1, 2, 3, 4].map((number) => ({ ...rating, item_id: `item-${number}` }))
   for (const each of ratings) await dedup.done(each)
   t.equal(await dedup.claim(ratings[0], 1000), 'claimed', 'the oldest was evicted')
   t.equal(await dedup.claim(ratings[3], 1000), 'done', 'the newest is remembered')
