@@ -24,6 +24,7 @@ import ticketsRoute from '../routes/v1/sse-tickets.js'
 import type { Config } from './config.js'
 import { errorHandler, schemaErrorFormatter } from './errors.js'
 import { loggerOptions } from './logger.js'
+import { newReplicaId } from './shared/replica-id.js'
 
 export interface AppOptions {
   /** Demo mode (demo page login, dev tokens): only `npm run demo` turns it on, never the environment. */
@@ -36,6 +37,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     config: Config
     demo: boolean
+    /** This gateway instance's name: queue consumer, lease owner and dedup claim owner. */
+    replicaId: string
   }
   interface FastifyContextConfig {
     /** No JWT needed (health, metrics, docs, demo page). */
@@ -68,6 +71,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
 
   app.decorate('config', config)
   app.decorate('demo', options.demo === true)
+  app.decorate('replicaId', newReplicaId())
   app.setErrorHandler(errorHandler)
 
   // In order: what later plugins depend on first; routes last.

@@ -16,12 +16,12 @@ export interface ParsedMessage {
 }
 
 function schemaDetail(value: unknown): string {
-  const first = feedRatingValidator.Errors(value).find((e) => e.keyword !== 'boolean')
+  const first = feedRatingValidator.Errors(value).find((error) => error.keyword !== 'boolean')
   return first ? describeSchemaError(first, 'rating') : 'not a rating'
 }
 
 /**
- * One Moltbook message (SPEC 2): a rating object or a JSON array of them. Each rating is
+ * One Moltbook message: a rating object or a JSON array of them. Each rating is
  * checked on its own, so valid ratings survive invalid neighbours. A message over `maxBytes`
  * is rejected before parsing; a binary frame is never a rating.
  */
@@ -40,9 +40,9 @@ export function parseFeedMessage(data: Buffer, isBinary: boolean, maxBytes: numb
   const values = Array.isArray(value) ? value : [value]
   if (values.length === 0) return reject('empty', 'empty array')
   const parsed: ParsedMessage = { ratings: [], invalid: [] }
-  for (const v of values) {
-    if (feedRatingValidator.Check(v)) parsed.ratings.push(v)
-    else parsed.invalid.push({ reason: 'schema', detail: schemaDetail(v) })
+  for (const candidate of values) {
+    if (feedRatingValidator.Check(candidate)) parsed.ratings.push(candidate)
+    else parsed.invalid.push({ reason: 'schema', detail: schemaDetail(candidate) })
   }
   return parsed
 }

@@ -1,6 +1,6 @@
-import { performance } from 'node:perf_hooks'
 import type { ClientContext, Result } from 'ioredis'
 import type { RedisClient } from '../redis/client.js'
+import type { Keys } from '../redis/keys.js'
 import { COMPARE_AND_DELETE, defineScripts } from '../redis/scripts.js'
 
 /** What an acquisition attempt saw: whether `owner` now holds the lease, and the current facts. */
@@ -26,34 +26,50 @@ export interface LeaseStore {
   renew(owner: string, fence: number, ttlMs: number): Promise<boolean>
   /** Gives the lease up if `owner` still holds it (never deletes another holder's lease). */
   release(owner: string): Promise<void>
+  close(): Promise<void>
+}
+
+export interface MemoryLeaseOptions {
+  now?: () => number
 }
 
 /** One process is one replica: the lease is only held against itself (tests, demo). */
-export function createMemoryLeaseStore(): LeaseStore {
-  let holder: string | null = null
-  let fence = 0
-  let expiresAt = 0
-  const current = () => (holder !== null && performance.now() < expiresAt ? holder : null)
-  return {
-    async acquire(owner, ttlMs) {
-      const now = performance.now()
-      const held = current()
-      if (held !== null && held !== owner) {
-        return { acquired: false, holder: held, fence, ttlMs: Math.ceil(expiresAt - now) }
-      }
-      holder = owner
-      fence += 1
-      expiresAt = now + ttlMs
-      return { acquired: true, holder, fence, ttlMs }
-    },
-    async renew(owner, token, ttlMs) {
-      if (current() !== owner || token !== fence) return false
-      expiresAt = performance.now() + ttlMs
-      return true
-    },
-    async release(owner) {
-      if (current() === owner) holder = null
+export class MemoryLeaseStore implements LeaseStore {
+  private holder: string | null = null
+  private fence = 0
+  private expiresAt = 0
+  private readonly now: () => number
+
+  constructor({ now = () => performance.now() }: MemoryLeaseOptions = {}) {
+    this.now = now
+  }
+
+  async acquire(owner: string, ttlMs: number): Promise<LeaseView> {
+    const now = this.now()
+    const held = this.current()
+    if (held !== null && held !== owner) {
+      return { acquired: false, holder: held, fence: this.fence, ttlMs: Math.ceil(this.expiresAt - now) }
     }
+    this.holder = owner
+    this.fence += 1
+    this.expiresAt = now + ttlMs
+    return { acquired: true, holder: owner, fence: this.fence, ttlMs }
+  }
+
+  async renew(owner: string, fence: number, ttlMs: number): Promise<boolean> {
+    if (this.current() !== owner || fence !== this.fence) return false
+    this.expiresAt = this.now() + ttlMs
+    return true
+  }
+
+  async release(owner: string): Promise<void> {
+    if (this.current() === owner) this.holder = null
+  }
+
+  async close(): Promise<void> {}
+
+  private current(): string | null {
+    return this.holder !== null && this.now() < this.expiresAt ? this.holder : null
   }
 }
 
@@ -93,27 +109,37 @@ declare module 'ioredis' {
 }
 
 /** The lease in Redis: its expiry runs on Redis's clock, so replicas' clocks never matter. */
-export function createRedisLeaseStore(redis: RedisClient, keys: { lease: string; fence: string }): LeaseStore {
-  defineScripts(redis, {
-    LeaseAcquire: { keys: 2, lua: ACQUIRE },
-    LeaseRenew: { keys: 2, lua: RENEW },
-    CompareAndDelete: COMPARE_AND_DELETE
-  })
-  return {
-    async acquire(owner, ttlMs) {
-      const [acquired, holder, fence, pttl] = await redis.moltbridgeLeaseAcquire(keys.lease, keys.fence, owner, ttlMs)
-      return {
-        acquired: acquired === 1,
-        holder: holder ?? null,
-        fence: fence === null ? null : Number(fence),
-        ttlMs: Math.max(0, pttl)
-      }
-    },
-    async renew(owner, fence, ttlMs) {
-      return (await redis.moltbridgeLeaseRenew(keys.lease, keys.fence, owner, ttlMs, fence)) === 1
-    },
-    async release(owner) {
-      await redis.moltbridgeCompareAndDelete(keys.lease, owner)
+export class RedisLeaseStore implements LeaseStore {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: Pick<Keys, 'lease' | 'fence'>
+  ) {
+    defineScripts(redis, {
+      LeaseAcquire: { keys: 2, lua: ACQUIRE },
+      LeaseRenew: { keys: 2, lua: RENEW },
+      CompareAndDelete: COMPARE_AND_DELETE
+    })
+  }
+
+  async acquire(owner: string, ttlMs: number): Promise<LeaseView> {
+    const { lease, fence } = this.keys
+    const [acquired, holder, token, pttl] = await this.redis.moltbridgeLeaseAcquire(lease, fence, owner, ttlMs)
+    return {
+      acquired: acquired === 1,
+      holder: holder ?? null,
+      fence: token === null ? null : Number(token),
+      ttlMs: Math.max(0, pttl)
     }
   }
+
+  async renew(owner: string, fence: number, ttlMs: number): Promise<boolean> {
+    return (await this.redis.moltbridgeLeaseRenew(this.keys.lease, this.keys.fence, owner, ttlMs, fence)) === 1
+  }
+
+  async release(owner: string): Promise<void> {
+    await this.redis.moltbridgeCompareAndDelete(this.keys.lease, owner)
+  }
+
+  /** The connection is the app's: nothing of its own to close. */
+  async close(): Promise<void> {}
 }

@@ -42,8 +42,8 @@ export class AgentLanes<T> {
   /** The next ready item (round-robin over agents), else when the earliest held lane frees, else null. */
   next(now: number): Next<T> {
     let wakeAt = Infinity
-    for (let i = 0; i < this.ring.length; i++) {
-      const index = (this.cursor + i) % this.ring.length
+    for (let offset = 0; offset < this.ring.length; offset++) {
+      const index = (this.cursor + offset) % this.ring.length
       const lane = this.ring[index]
       if (lane.heldUntil > now) {
         wakeAt = Math.min(wakeAt, lane.heldUntil)

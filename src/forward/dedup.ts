@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
 import type { Result } from 'ioredis'
 import type { RedisClient } from '../redis/client.js'
 import { dedupKey, type Rating } from '../rating.js'
@@ -12,7 +12,8 @@ import { COMPARE_AND_DELETE, defineScripts } from '../redis/scripts.js'
 export type ClaimResult = 'claimed' | 'done' | 'inflight'
 
 /**
- * Remembers forwarded ratings by `(user_id, item_id, timestamp)` (SPEC 6). Marked `done` only
+ * Remembers forwarded ratings by `(user_id, item_id, timestamp)`, so a rating delivered twice
+ * (feed redelivery, a reclaimed queue entry) reaches OpenClaw once. Marked `done` only
  * after OpenClaw answered 2xx, so a failure never loses a rating; a short in-flight claim keeps
  * two consumers from forwarding the same rating at once.
  */
@@ -23,12 +24,10 @@ export interface DedupStore {
   done(rating: Rating): Promise<void>
   /** Not forwarded after all: drop our claim (only ours) so it can be tried again. */
   release(rating: Rating): Promise<void>
+  close(): Promise<void>
 }
 
 const DONE = 'done'
-
-/** This process's claims carry its token, so a release never drops another consumer's claim. */
-const claimToken = () => `inflight:${randomBytes(6).toString('hex')}`
 
 const CLAIM = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'claimed' end
@@ -41,14 +40,22 @@ declare module 'ioredis' {
   }
 }
 
-export class RedisDedup implements DedupStore {
-  private readonly token = claimToken()
+export interface RedisDedupOptions {
+  /** How long a forwarded rating is remembered. */
+  ttlSeconds: number
+  /** This replica's id: its claims carry it, so a release never drops another consumer's claim. */
+  owner: string
+}
+
+export class RedisDedupStore implements DedupStore {
+  private readonly token: string
 
   constructor(
     private readonly redis: RedisClient,
-    private readonly keys: Keys,
-    private readonly ttlSeconds: number
+    private readonly keys: Pick<Keys, 'dedup'>,
+    private readonly options: RedisDedupOptions
   ) {
+    this.token = `inflight:${options.owner}`
     defineScripts(redis, { DedupClaim: { keys: 1, lua: CLAIM }, CompareAndDelete: COMPARE_AND_DELETE })
   }
 
@@ -57,64 +64,56 @@ export class RedisDedup implements DedupStore {
   }
 
   async done(rating: Rating): Promise<void> {
-    await this.redis.set(this.key(rating), DONE, 'EX', this.ttlSeconds)
+    await this.redis.set(this.key(rating), DONE, 'EX', this.options.ttlSeconds)
   }
 
   async release(rating: Rating): Promise<void> {
     await this.redis.moltbridgeCompareAndDelete(this.key(rating), this.token)
   }
 
+  /** The connection is the app's: nothing of its own to close. */
+  async close(): Promise<void> {}
+
   private key(rating: Rating): string {
     return this.keys.dedup(rating.user_id, rating.item_id, rating.timestamp)
   }
 }
 
-/**
- * One process: forwarded keys in expiry order (all share one TTL), so expired ones are swept
- * from the front; at most `max` are kept (the oldest go first).
- */
-export class MemoryDedup implements DedupStore {
-  private readonly forwarded = new Map<string, number>()
-  private readonly inflight = new Map<string, number>()
+export interface MemoryDedupOptions {
+  ttlSeconds: number
+  /** Most ratings remembered (forwarded or claimed); the least recently used go first. */
+  max?: number
+  /** A monotonic clock in ms, never 0 (lru-cache reads a start at 0 as "never expires"). */
+  now?: () => number
+}
 
-  constructor(
-    private readonly ttlSeconds: number,
-    private readonly max = 100_000,
-    private readonly now = () => performance.now()
-  ) {}
+/** One process: the same states as in Redis (`done`, or claimed until an instant), in an LRU with TTL. */
+export class MemoryDedupStore implements DedupStore {
+  private readonly states: LRUCache<string, 'done' | 'inflight'>
+
+  constructor({ ttlSeconds, max = 100_000, now = () => performance.now() }: MemoryDedupOptions) {
+    // ttlResolution 0: every expiry check reads the clock (an injected one may jump).
+    this.states = new LRUCache({ max, ttl: ttlSeconds * 1000, ttlResolution: 0, perf: { now } })
+  }
 
   async claim(rating: Rating, claimMs: number): Promise<ClaimResult> {
     const key = dedupKey(rating)
-    const now = this.sweep()
-    if (this.forwarded.has(key)) return 'done'
-    if ((this.inflight.get(key) ?? 0) > now) return 'inflight'
-    this.inflight.set(key, now + claimMs)
+    const state = this.states.get(key)
+    if (state) return state
+    this.states.set(key, 'inflight', { ttl: claimMs })
     return 'claimed'
   }
 
   async done(rating: Rating): Promise<void> {
-    const key = dedupKey(rating)
-    this.inflight.delete(key)
-    this.forwarded.delete(key)
-    this.forwarded.set(key, this.now() + this.ttlSeconds * 1000)
-    if (this.forwarded.size > this.max) {
-      for (const oldest of this.forwarded.keys()) {
-        this.forwarded.delete(oldest)
-        break
-      }
-    }
+    this.states.set(dedupKey(rating), DONE)
   }
 
   async release(rating: Rating): Promise<void> {
-    this.inflight.delete(dedupKey(rating))
+    const key = dedupKey(rating)
+    if (this.states.get(key) === 'inflight') this.states.delete(key)
   }
 
-  private sweep(): number {
-    const now = this.now()
-    for (const [key, expiresAt] of this.forwarded) {
-      if (expiresAt > now) break
-      this.forwarded.delete(key)
-    }
-    return now
+  async close(): Promise<void> {
+    this.states.clear()
   }
 }

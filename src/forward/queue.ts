@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto'
-import { hostname } from 'node:os'
 import type { RedisClient } from '../redis/client.js'
+import type { Keys } from '../redis/keys.js'
 import { feedRatingValidator, type FeedRating } from '../rating.js'
+import { onceWithin, Wakeable } from '../shared/wait.js'
 
 /** What is stored per queued rating: the rating and when it was read off the feed (Date.now() ms). */
 export interface QueuedRating {
@@ -20,7 +20,7 @@ export interface QueueEntry {
  * An entry read by a consumer stays pending until acknowledged; entries a dead consumer left
  * pending are handed to another one after the claim timeout.
  */
-export interface ForwardQueue {
+export interface QueueStore {
   add(values: QueuedRating[]): Promise<void>
   /** Up to `count` entries for this consumer (reclaimed ones first); waits up to `blockMs` for new ones. */
   read(count: number, blockMs: number): Promise<QueueEntry[]>
@@ -31,7 +31,7 @@ export interface ForwardQueue {
   /** Unacknowledged entries. */
   depth(): Promise<number>
   /** Ends a blocked read (resolves empty or rejects); no read after this. */
-  close(): void
+  close(): Promise<void>
 }
 
 function isQueuedRating(value: unknown): value is QueuedRating {
@@ -50,11 +50,12 @@ function parse(raw: string): QueuedRating | null {
 }
 
 /** Process memory: one replica, lost with the process (no REDIS_URL). */
-export class MemoryQueue implements ForwardQueue {
+export class MemoryQueueStore implements QueueStore {
   private readonly unacked = new Map<string, string>()
   private fresh: string[] = []
   private seq = 0
-  private wake: (() => void) | null = null
+  /** A blocked read, woken by add() or close(). */
+  private readonly reader = new Wakeable()
   private closed = false
 
   async add(values: QueuedRating[]): Promise<void> {
@@ -63,20 +64,11 @@ export class MemoryQueue implements ForwardQueue {
       this.unacked.set(id, JSON.stringify(value))
       this.fresh.push(id)
     }
-    this.wake?.()
+    this.reader.wake()
   }
 
   async read(count: number, blockMs: number): Promise<QueueEntry[]> {
-    if (this.fresh.length === 0 && !this.closed) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => this.wake?.(), blockMs)
-        this.wake = () => {
-          clearTimeout(timer)
-          this.wake = null
-          resolve()
-        }
-      })
-    }
+    if (this.fresh.length === 0 && !this.closed) await this.reader.sleep(blockMs)
     return this.fresh.splice(0, count).map((id) => ({ id, value: parse(this.unacked.get(id) ?? '') }))
   }
 
@@ -90,9 +82,9 @@ export class MemoryQueue implements ForwardQueue {
     return this.unacked.size
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.closed = true
-    this.wake?.()
+    this.reader.wake()
   }
 }
 
@@ -104,8 +96,8 @@ function entries(raw: unknown): QueueEntry[] {
   return raw.flatMap((entry: StreamEntry | null) => {
     if (!entry) return []
     const [id, fields] = entry
-    const at = fields.indexOf('r')
-    return [{ id, value: at >= 0 ? parse(fields[at + 1]) : null }]
+    const field = fields.indexOf('r')
+    return [{ id, value: field >= 0 ? parse(fields[field + 1]) : null }]
   })
 }
 
@@ -120,23 +112,35 @@ function firstStream(raw: unknown): unknown {
 
 const GROUP = 'forwarders'
 
+export interface RedisQueueOptions {
+  /** A connection of its own for the blocking reads (closed by close()). */
+  blocking: RedisClient
+  /** An entry pending this long with a consumer is taken over by another one. */
+  claimMs: number
+  /** This replica's consumer name, unique per process: a restarted replica never takes a dead one's entries for its own. */
+  consumer: string
+  now?: () => number
+}
+
 /**
  * A Redis Stream with one consumer group shared by every replica. Blocking reads use their own
  * connection; everything else the shared client. One key, so Cluster-safe.
  */
-export class RedisQueue implements ForwardQueue {
-  /** Unique per process, so a restarted replica never mistakes a dead one's entries for its own. */
-  readonly consumer = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`
+export class RedisQueueStore implements QueueStore {
+  private readonly key: string
+  private readonly now: () => number
   private group: Promise<void> | null = null
   private claimCursor = '0-0'
-  private lastClaim = 0
+  private lastClaim = -Infinity
 
   constructor(
     private readonly redis: RedisClient,
-    private readonly blocking: RedisClient,
-    private readonly key: string,
-    private readonly claimMs: number
-  ) {}
+    keys: Pick<Keys, 'queue'>,
+    private readonly options: RedisQueueOptions
+  ) {
+    this.key = keys.queue
+    this.now = options.now ?? (() => performance.now())
+  }
 
   async add(values: QueuedRating[]): Promise<void> {
     const pipeline = this.redis.pipeline()
@@ -152,8 +156,9 @@ export class RedisQueue implements ForwardQueue {
     try {
       const reclaimed = await this.reclaim(count)
       if (reclaimed.length) return reclaimed
-      const raw = await this.blocking.call('XREADGROUP', [
-        'GROUP', GROUP, this.consumer, 'COUNT', count, 'BLOCK', Math.min(blockMs, Math.ceil(this.claimMs / 2)),
+      const { blocking, consumer, claimMs } = this.options
+      const raw = await blocking.call('XREADGROUP', [
+        'GROUP', GROUP, consumer, 'COUNT', count, 'BLOCK', Math.min(blockMs, Math.ceil(claimMs / 2)),
         'STREAMS', this.key, '>'
       ])
       return entries(firstStream(raw))
@@ -169,36 +174,28 @@ export class RedisQueue implements ForwardQueue {
   }
 
   async touch(ids: string[]): Promise<void> {
-    if (ids.length) await this.redis.call('XCLAIM', [this.key, GROUP, this.consumer, 0, ...ids, 'JUSTID'])
+    if (ids.length) await this.redis.call('XCLAIM', [this.key, GROUP, this.options.consumer, 0, ...ids, 'JUSTID'])
   }
 
   async depth(): Promise<number> {
     return this.redis.xlen(this.key)
   }
 
-  close(): void {
-    this.blocking.disconnect()
+  async close(): Promise<void> {
+    this.options.blocking.disconnect()
   }
 
   /** The blocking connection fails fast until it is up (no offline queue): wait for it, bounded. */
-  private connected(timeoutMs: number): Promise<void> {
-    if (this.blocking.status === 'ready') return Promise.resolve()
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer)
-        this.blocking.off('ready', done)
-        resolve()
-      }
-      const timer = setTimeout(done, timeoutMs)
-      this.blocking.once('ready', done)
-    })
+  private async connected(timeoutMs: number): Promise<void> {
+    if (this.options.blocking.status !== 'ready') await onceWithin(this.options.blocking, 'ready', timeoutMs)
   }
 
   /** Entries idle for the claim timeout (their consumer died), looked for at most every half timeout. */
   private async reclaim(count: number): Promise<QueueEntry[]> {
-    const now = performance.now()
-    if (now - this.lastClaim < this.claimMs / 2) return []
-    const raw = await this.redis.call('XAUTOCLAIM', [this.key, GROUP, this.consumer, this.claimMs, this.claimCursor, 'COUNT', count])
+    const { consumer, claimMs } = this.options
+    const now = this.now()
+    if (now - this.lastClaim < claimMs / 2) return []
+    const raw = await this.redis.call('XAUTOCLAIM', [this.key, GROUP, consumer, claimMs, this.claimCursor, 'COUNT', count])
     if (!Array.isArray(raw)) return []
     this.claimCursor = String(raw[0])
     // A full scan done: rest until the next half timeout.

@@ -2,7 +2,7 @@ import { Cluster } from 'ioredis'
 import { performance } from 'node:perf_hooks'
 import t from 'tap'
 import { createKeys } from '../../src/redis/keys.js'
-import { createRedisLeaseStore } from '../../src/feed/lease-store.js'
+import { RedisLeaseStore } from '../../src/feed/lease-store.js'
 import { buildTestApp, listen, logCapture, uniquePrefix } from '../helpers/app.js'
 import { moltbook } from '../helpers/moltbook.js'
 import { waitFor } from '../helpers/wait.js'
@@ -41,7 +41,7 @@ t.test('the gateway on a 3-primary Redis Cluster', async (t) => {
   await t.test('lease renew and release (two keys, one slot)', async (t) => {
     const client = new Cluster(cluster.nodes.split(',').map((hp) => ({ host: '127.0.0.1', port: Number(hp.split(':')[1]) })))
     t.teardown(() => client.disconnect())
-    const store = createRedisLeaseStore(client, createKeys(uniquePrefix()))
+    const store = new RedisLeaseStore(client, createKeys(uniquePrefix()))
     const first = await store.acquire('a', 5000)
     t.ok(first.acquired, 'acquired')
     t.ok(await store.renew('a', first.fence!, 5000), 'renewed (lease and fence read in one script)')

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { createMemoryLeaseStore, createRedisLeaseStore, type LeaseStore } from '../../src/feed/lease-store.js'
+import { MemoryLeaseStore, RedisLeaseStore, type LeaseStore } from '../../src/feed/lease-store.js'
 import { createKeys } from '../../src/redis/keys.js'
 import { buildTestApp, deletePrefix, REDIS_URL, uniquePrefix } from '../helpers/app.js'
 import { moltbook } from '../helpers/moltbook.js'
@@ -17,11 +17,11 @@ async function redisStore(t: Test): Promise<LeaseStore> {
     redis.disconnect()
     await deletePrefix(prefix)
   })
-  return createRedisLeaseStore(redis, createKeys(prefix))
+  return new RedisLeaseStore(redis, createKeys(prefix))
 }
 
 const stores: [string, (t: Test) => Promise<LeaseStore>][] = [
-  ['memory', async () => createMemoryLeaseStore()],
+  ['memory', async () => new MemoryLeaseStore()],
   ['redis', redisStore]
 ]
 

@@ -16,7 +16,7 @@ t.test('an array keeps its valid ratings around invalid neighbours, in order', a
   const result = parse(JSON.stringify([rating, { ...rating, rating: 9 }, 'x', second, { ...rating, extra: 1 }]))
   t.same(result.ratings, [rating, second])
   t.same(
-    result.invalid.map((i) => i.reason),
+    result.invalid.map((invalid) => invalid.reason),
     ['schema', 'schema', 'schema']
   )
   t.match(result.invalid[0].detail, /\/rating/)
