@@ -5,7 +5,7 @@ import { SSE_HEADERS } from '../src/sse/frame.js'
 import { SseHub, type OpenRequest } from '../src/sse/hub.js'
 import { MemoryStreamSlots, RedisStreamSlots } from '../src/sse/stream-slots.js'
 
-export type StreamOptions = Pick<OpenRequest, 'items' | 'lastEventId'>
+type StreamOptions = Pick<OpenRequest, 'items' | 'lastEventId'>
 
 declare module 'fastify' {
   interface FastifyInstance {
