@@ -1,96 +1,39 @@
 import fp from 'fastify-plugin'
-import { toScoreEvent, type ScoreEvent } from '../src/rating.js'
-import {
-  MemoryEventStore,
-  RedisEventStore,
-  type EventStore,
-  type Replay,
-  type StoredEvent
-} from '../src/events/event-store.js'
-import type { Source } from '../src/upstream/errors.js'
-
-export type { Replay, StoredEvent }
+import { EventBus } from '../src/events/event-bus.js'
+import { MemoryEventStore } from '../src/events/memory-event-store.js'
+import { RedisEventStore } from '../src/events/redis-event-store.js'
+import { newReplicaId } from '../src/shared/replica-id.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    events: {
-      /** Store in the user's history, remember as latest score, fan out to every replica; resolves to the id. */
-      publish(event: ScoreEvent, source: Source): Promise<string>
-      /**
-       * Every event reaching this replica through the fan-out, in id order (only `userId`'s when
-       * given: a stream per user need not look at everyone's events). Returns unsubscribe.
-       */
-      subscribe(listener: (event: StoredEvent) => void, userId?: string | null): () => void
-      /** What the user missed after `afterId`, in order (userId null: every user). */
-      replay(userId: string | null, afterId: string): Promise<Replay>
-      /** The latest score event per listed item for a user. */
-      latest(userId: string, items: string[]): Promise<ScoreEvent[]>
-    }
+    /** Publish score events, subscribe to what reaches this replica, replay a user's history. */
+    events: EventBus
   }
 }
 
 /** The event bus: whoever publishes (REST route, forwarder), every replica's subscribers get it. */
 export default fp(
   async (app) => {
-    const c = app.config
+    const { config, metrics } = app
     const limits = {
-      historyMax: c.HISTORY_MAX,
-      historyTtlS: c.HISTORY_TTL,
-      scoresTtlS: c.SCORES_TTL,
-      streamMax: c.EVENTS_STREAM_MAX
+      historyMax: config.HISTORY_MAX,
+      historyTtlS: config.HISTORY_TTL,
+      scoresTtlS: config.SCORES_TTL,
+      streamMax: config.EVENTS_STREAM_MAX
     }
-    const store: EventStore = app.redis
-      ? new RedisEventStore(app.redis, app.redisConnection('events'), app.keys, limits, app.metrics)
+    // One id per app when src/app.ts provides it, else one of our own (canary tokens only).
+    const replicaId = app.hasDecorator('replicaId') ? app.getDecorator<string>('replicaId') : newReplicaId()
+    const store = app.redis
+      ? new RedisEventStore(app.redis, app.keys, { ...limits, reader: app.redisConnection('events'), metrics, replicaId })
       : new MemoryEventStore(limits)
-
-    type Listener = (event: StoredEvent) => void
-    const everyone = new Set<Listener>()
-    const byUser = new Map<string, Set<Listener>>()
-    const notify = (listeners: Set<Listener> | undefined, event: StoredEvent) => {
-      if (!listeners) return
-      for (const listener of listeners) {
-        try {
-          listener(event)
-        } catch (err) {
-          app.log.error({ err }, 'event listener failed')
-        }
-      }
-    }
-    await store.start((event) => {
-      notify(everyone, event)
-      notify(byUser.get(event.event.user_id), event)
+    const bus = new EventBus(store, {
+      published: metrics.published,
+      onListenerError: (err) => app.log.error({ err }, 'event listener failed')
     })
-
-    app.decorate('events', {
-      async publish(event: ScoreEvent, source: Source) {
-        const id = await store.publish(toScoreEvent(event))
-        app.metrics.published.inc({ source })
-        return id
-      },
-      subscribe(listener: Listener, userId?: string | null) {
-        if (userId == null) {
-          everyone.add(listener)
-          return () => void everyone.delete(listener)
-        }
-        const listeners = byUser.get(userId) ?? new Set<Listener>()
-        byUser.set(userId, listeners)
-        listeners.add(listener)
-        return () => {
-          listeners.delete(listener)
-          if (listeners.size === 0 && byUser.get(userId) === listeners) byUser.delete(userId)
-        }
-      },
-      replay: (userId: string | null, afterId: string) => store.replay(userId, afterId),
-      latest: (userId: string, items: string[]) => store.latest(userId, items)
-    })
-
-    app.readiness.add('fanout', () => store.canary(c.READY_CANARY_MS))
-
-    app.addHook('onClose', async () => {
-      everyone.clear()
-      byUser.clear()
-      await store.close()
-    })
+    await bus.start()
+    app.decorate('events', bus)
+    app.readiness.add('fanout', () => bus.canary(config.READY_CANARY_MS))
+    app.addHook('onClose', () => bus.close())
   },
   { name: 'events', dependencies: ['metrics', 'health', 'redis'] }
 )

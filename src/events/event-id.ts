@@ -19,11 +19,11 @@ export function isEventId(id: string): boolean {
 }
 
 /** Negative, zero or positive like a sort comparator; ids must be valid. */
-export function compareEventIds(a: string, b: string): number {
-  const x = parseEventId(a)
-  const y = parseEventId(b)
-  if (!x || !y) throw new Error('invalid event id')
-  return x.ms - y.ms || x.seq - y.seq
+export function compareEventIds(left: string, right: string): number {
+  const first = parseEventId(left)
+  const second = parseEventId(right)
+  if (!first || !second) throw new Error('invalid event id')
+  return first.ms - second.ms || first.seq - second.seq
 }
 
 /** Fixed-width form whose byte order is the id order (sorted-set members, ZRANGEBYLEX). */

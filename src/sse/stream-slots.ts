@@ -17,16 +17,29 @@ export interface StreamSlots {
   acquire(agentId: string, streamId: string, cap: number, ttlMs: number): Promise<SlotResult>
   refresh(agentId: string, streamId: string, ttlMs: number): Promise<void>
   release(agentId: string, streamId: string): Promise<void>
+  close(): Promise<void>
 }
 
+export interface MemoryStreamSlotsOptions {
+  /** Monotonic milliseconds (slot expiry). */
+  now?: () => number
+}
+
+/** One process: slots expire by the same rule, counted here only. */
 export class MemoryStreamSlots implements StreamSlots {
+  /** Per agent: stream id → expiry. */
   private readonly agents = new Map<string, Map<string, number>>()
+  private readonly now: () => number
+
+  constructor(options: MemoryStreamSlotsOptions = {}) {
+    this.now = options.now ?? (() => performance.now())
+  }
 
   async acquire(agentId: string, streamId: string, cap: number, ttlMs: number): Promise<SlotResult> {
-    const now = performance.now()
+    const now = this.now()
     const slots = this.agents.get(agentId) ?? new Map<string, number>()
     this.agents.set(agentId, slots)
-    for (const [id, expiry] of slots) if (expiry <= now) slots.delete(id)
+    for (const [heldId, expiry] of slots) if (expiry <= now) slots.delete(heldId)
     if (slots.size >= cap && !slots.has(streamId)) {
       return { acquired: false, retryAfterMs: Math.min(...slots.values()) - now }
     }
@@ -36,13 +49,17 @@ export class MemoryStreamSlots implements StreamSlots {
 
   async refresh(agentId: string, streamId: string, ttlMs: number): Promise<void> {
     const slots = this.agents.get(agentId)
-    if (slots?.has(streamId)) slots.set(streamId, performance.now() + ttlMs)
+    if (slots?.has(streamId)) slots.set(streamId, this.now() + ttlMs)
   }
 
   async release(agentId: string, streamId: string): Promise<void> {
     const slots = this.agents.get(agentId)
     slots?.delete(streamId)
     if (slots?.size === 0) this.agents.delete(agentId)
+  }
+
+  async close(): Promise<void> {
+    this.agents.clear()
   }
 }
 
@@ -77,6 +94,7 @@ declare module 'ioredis' {
   }
 }
 
+/** Shared by every replica: one sorted set per agent, expiry by Redis's clock. */
 export class RedisStreamSlots implements StreamSlots {
   constructor(
     private readonly redis: RedisClient,
@@ -97,4 +115,7 @@ export class RedisStreamSlots implements StreamSlots {
   async release(agentId: string, streamId: string): Promise<void> {
     await this.redis.zrem(this.keys.streams(agentId), streamId)
   }
+
+  /** The connection belongs to whoever opened it; slots of this replica's streams were released as they closed. */
+  async close(): Promise<void> {}
 }
