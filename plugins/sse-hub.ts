@@ -8,7 +8,7 @@ import { retryAfterSeconds, take, type BucketState } from '../src/limits/token-b
 import { HttpError } from '../src/errors.js'
 import { limitsOf } from '../src/limits/policies.js'
 import { MemoryStreamSlots, RedisStreamSlots } from '../src/sse/stream-slots.js'
-import type { Principal } from './auth.js'
+import type { Principal } from '../src/auth/credentials.js'
 import type { StoredEvent } from './events.js'
 
 export interface StreamOptions {
