@@ -219,3 +219,17 @@ t.test('POST /v1/sse-tickets is charged to the read bucket and says so', async (
   t.equal(codes.filter((c) => c === 429).length, 1)
   t.equal(codes[2], 429)
 })
+
+t.test('the limit sits on the routes that declare it: a HEAD twin is charged once, like its GET', async (t) => {
+  const file = await bucketsFile(t, [{ action: 'read', bucket_name: 'reads', refill_rate: 0.01, capacity: 2, key_selector: 'jwt.claims.agent_id' }])
+  const app = await buildTestApp(t, { BUCKETS_FILE: file })
+  const authorization = `Bearer ${await mint({ sub: 'u-head', agent_id: 'agent-head' })}`
+  const get = await app.inject({ method: 'GET', url: '/v1/scores?items=a', headers: { authorization } })
+  t.equal(get.statusCode, 200)
+  t.match(get.headers.ratelimit, /^"read";r=1;/)
+  const head = await app.inject({ method: 'HEAD', url: '/v1/scores?items=a', headers: { authorization } })
+  t.equal(head.statusCode, 200, 'one token for one HEAD request')
+  t.match(head.headers.ratelimit, /^"read";r=0;/)
+  t.equal((await app.inject({ method: 'GET', url: '/v1/scores?items=a', headers: { authorization } })).statusCode, 429)
+  t.equal((await app.inject('/healthz')).headers.ratelimit, undefined, 'a route without a bucket is not charged')
+})
