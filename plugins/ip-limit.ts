@@ -12,7 +12,7 @@ const WINDOW_MS = 60_000
  * The pre-auth limit: IP_RATE_LIMIT_MAX requests per minute per client address, so a
  * flood of bad tokens never reaches signature checks. Registered before auth; shared through
  * Redis when configured. A Redis that fails or misses REDIS_TIMEOUT_MS skips this limit
- * (skipOnError) rather than refusing or holding everyone: the per-agent buckets still apply after auth.
+ * (skipOnError) rather than refusing or holding everyone: the agent buckets apply after auth.
  */
 export default fp(
   async (app) => {

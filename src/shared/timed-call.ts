@@ -15,7 +15,14 @@ export interface CallMetrics {
  */
 export function timedCall<T>(metrics: CallMetrics, op: string, timeoutMs: number, call: () => Promise<T>): Promise<T> {
   const started = performance.now()
-  return withTimeout(call(), timeoutMs, (failed) => {
+  let answer: Promise<T>
+  try {
+    answer = call()
+  } catch (err) {
+    // Thrown before any promise: still a failed call, reported like the others.
+    answer = Promise.reject(err)
+  }
+  return withTimeout(answer, timeoutMs, (failed) => {
     metrics.redisDuration.observe({ op }, (performance.now() - started) / 1000)
     if (failed) metrics.redisErrors.inc({ op })
   })
