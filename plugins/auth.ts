@@ -39,7 +39,11 @@ export default fp(
       log: app.log
     })
     const authenticator = new Authenticator(verifier, tickets)
-    app.decorate('tickets', tickets)
+    // Functions, not the instance: callers may pass `app.tickets.redeem` on by itself.
+    app.decorate('tickets', {
+      issue: (principal: Principal) => tickets.issue(principal),
+      redeem: (ticket: string) => tickets.redeem(ticket)
+    })
     app.decorateRequest('principal') // set by the hook below on every non-public route
 
     app.addHook('onRequest', async (request) => {

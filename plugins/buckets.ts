@@ -32,7 +32,11 @@ export default fp(
       log: app.log
     })
     app.log.info({ policies, store: app.redis ? 'redis' : 'memory (this replica only)', failMode }, 'token buckets ready')
-    app.decorate('buckets', limiter)
+    // Functions, not the instance: callers may pass `app.buckets.take` on by itself.
+    app.decorate('buckets', {
+      take: (action: Action, agentId: string) => limiter.take(action, agentId),
+      policy: (action: Action) => limiter.policy(action)
+    })
 
     // Read once per route as it is added (HEAD twins included), as @fastify/rate-limit does.
     app.addHook('onRoute', (route) => {
