@@ -13,6 +13,7 @@ import { loadConfig } from '../src/config.js'
 import type { ScoreEvent } from '../src/rating.js'
 import { MemoryBucketStore, RedisBucketStore, type BucketStore } from '../src/limits/bucket-store.js'
 import { DEFAULT_POLICY } from '../src/limits/policies.js'
+import { createKeys } from '../src/redis/keys.js'
 
 export type HostCommand =
   | { cmd: 'gateway'; env: Record<string, string> }
@@ -64,9 +65,9 @@ async function bucketServer(kind: string, redisUrl: string, prefix: string): Pro
   if (kind === 'rate-limit-redis') {
     await app.register(rateLimit, { max: 1_000_000_000, timeWindow: 60_000, redis, nameSpace: `${prefix}:rl:`, keyGenerator: agent })
   } else {
-    const store: BucketStore = kind === 'moltbridge-redis' ? new RedisBucketStore(redis) : new MemoryBucketStore()
+    const store: BucketStore = kind === 'moltbridge-redis' ? new RedisBucketStore(redis, createKeys(prefix)) : new MemoryBucketStore()
     app.addHook('onRequest', async (_request, reply) => {
-      const decision = await store.take(`${prefix}:{a:${agent()}}:bucket:bench`, policy)
+      const decision = await store.take(agent(), 'rest', policy)
       if (!decision.allowed) return reply.code(429).send({ statusCode: 429 })
     })
   }

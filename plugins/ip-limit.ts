@@ -1,21 +1,22 @@
 import rateLimit from '@fastify/rate-limit'
 import fp from 'fastify-plugin'
-import { retryAfterSeconds } from '../src/limits/token-bucket.js'
 import { HttpError } from '../src/errors.js'
+import { redisIpLimitStore } from '../src/limits/ip-limit-store.js'
+import { retryAfterSeconds } from '../src/limits/token-bucket.js'
 
 /** Probes and scrapers (often one address for a whole fleet) are never throttled or counted. */
 const EXEMPT = new Set(['/healthz', '/readyz', '/metrics'])
 const WINDOW_MS = 60_000
 
 /**
- * The pre-auth limit (SPEC 3): IP_RATE_LIMIT_MAX requests per minute per client address, so a
+ * The pre-auth limit: IP_RATE_LIMIT_MAX requests per minute per client address, so a
  * flood of bad tokens never reaches signature checks. Registered before auth; shared through
- * Redis when configured. A Redis outage skips this limit (skipOnError) rather than refusing
- * everyone: the per-agent buckets still apply after auth.
+ * Redis when configured. A Redis that fails or misses REDIS_TIMEOUT_MS skips this limit
+ * (skipOnError) rather than refusing or holding everyone: the agent buckets apply after auth.
  */
 export default fp(
   async (app) => {
-    const max = app.config.IP_RATE_LIMIT_MAX
+    const { IP_RATE_LIMIT_MAX: max, REDIS_TIMEOUT_MS: timeoutMs } = app.config
     if (max === 0) return
 
     await app.register(rateLimit, {
@@ -23,7 +24,7 @@ export default fp(
       global: false,
       max,
       timeWindow: WINDOW_MS,
-      ...(app.redis ? { redis: app.redis, nameSpace: app.keys.ipLimit } : {}),
+      ...(app.redis ? { store: redisIpLimitStore(app.redis, app.keys, { timeoutMs, metrics: app.metrics }) } : {}),
       skipOnError: true,
       allowList: (request) => EXEMPT.has(request.routeOptions.url ?? ''),
       // Only the draft-10 fields (on the 429 below), not the legacy x-ratelimit-* ones.
@@ -43,5 +44,5 @@ export default fp(
     // also on unknown routes (404), so neither bad tokens nor path probing get past it.
     app.addHook('onRequest', app.rateLimit())
   },
-  { name: 'ip-limit', dependencies: ['redis'] }
+  { name: 'ip-limit', dependencies: ['redis', 'metrics'] }
 )

@@ -4,7 +4,7 @@ import { RatingSchema, ScoreEventSchema } from '../../src/rating.js'
 import { ErrorResponse } from '../../src/errors.js'
 import { UpstreamError, upstreamHttpError } from '../../src/upstream/errors.js'
 
-/** POST /v1/rating: the REST proxy (SPEC 3). Validate, charge the bucket (preHandler), forward, publish. */
+/** POST /v1/rating: the REST proxy. Validate, charge the `rest` bucket (the route's preHandler, from config.bucket), forward, publish. */
 export default async function ratingRoute(fastify: FastifyInstance) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   app.post(

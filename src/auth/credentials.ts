@@ -11,7 +11,6 @@ export interface Principal {
   claims: Record<string, unknown>
 }
 
-
 function idClaim(claims: Record<string, unknown>, name: string): string {
   const value = claims[name]
   if (typeof value !== 'string' || value.length === 0 || value.length > ID_MAX_LENGTH) {
@@ -28,7 +27,7 @@ function idClaim(claims: Record<string, unknown>, name: string): string {
 export function scopesOf(claims: Record<string, unknown>): string[] {
   const raw = claims.scope ?? claims.scp
   const list = typeof raw === 'string' ? raw.split(' ') : Array.isArray(raw) ? raw : []
-  return list.filter((s): s is string => typeof s === 'string' && s.length > 0)
+  return list.filter((scope): scope is string => typeof scope === 'string' && scope.length > 0)
 }
 
 /** The principal of verified claims; throws an Error naming the missing or malformed claim. */
@@ -53,8 +52,8 @@ const COMPACT_JWT = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/
 export function jwtQueryParam(query: Record<string, unknown>): string | undefined {
   for (const [name, value] of Object.entries(query)) {
     const values = Array.isArray(value) ? value : [value]
-    if (TOKEN_PARAMS.has(name.toLowerCase()) && values.some((v) => v !== '')) return name
-    if (values.some((v) => typeof v === 'string' && COMPACT_JWT.test(v))) return name
+    if (TOKEN_PARAMS.has(name.toLowerCase()) && values.some((value) => value !== '')) return name
+    if (values.some((value) => typeof value === 'string' && COMPACT_JWT.test(value))) return name
   }
   return undefined
 }
@@ -79,7 +78,7 @@ export interface KeySources {
  */
 export function allowedAlgorithms(setting: string | undefined, keys: KeySources): string[] {
   if (!setting) return [...(keys.secret ? ['HS256'] : []), ...(keys.publicKey ? ['RS256', 'ES256'] : [])]
-  const list = setting.split(',').map((a) => a.trim())
+  const list = setting.split(',').map((alg) => alg.trim())
   for (const alg of list) {
     if (!(SUPPORTED_ALGORITHMS as readonly string[]).includes(alg)) throw new Error(`${alg} is not a supported algorithm`)
     const hmac = alg.startsWith('HS')

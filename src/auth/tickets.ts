@@ -1,73 +1,67 @@
-import { randomBytes } from 'node:crypto'
-import { performance } from 'node:perf_hooks'
-import type { RedisClient } from '../redis/client.js'
-import type { Principal } from './credentials.js'
-import type { Keys } from '../redis/keys.js'
+import { HttpError } from '../errors.js'
+import type { Log } from '../logger.js'
+import { OutageLog } from '../shared/outage-log.js'
+import { timedCall, type CallMetrics } from '../shared/timed-call.js'
+import { isExpired, type Principal } from './credentials.js'
+import type { TicketStore } from './ticket-store.js'
+
+/** A hung Redis must not hang the ticket route or the stream's opening. */
+const STORE_TIMEOUT_MS = 1000
+
+export interface TicketsOptions {
+  /** Seconds a ticket stays redeemable (TICKET_TTL_S). */
+  ttlS: number
+  /** Seconds of clock skew forgiven on the caller's token expiry (JWT_CLOCK_TOLERANCE_S). */
+  clockToleranceS: number
+  /** Given for a store over the network (Redis): its calls are timed, counted and bounded by STORE_TIMEOUT_MS. */
+  metrics?: CallMetrics
+  log: Log
+  /** Wall-clock milliseconds (token expiries are wall-clock). */
+  clock?: () => number
+}
 
 /**
- * Single-use SSE tickets: a random value that stands for a principal for a few seconds.
- * Redeeming consumes it, on whichever replica the stream lands.
+ * Single-use tickets for `?ticket=` on the SSE stream, over a ticket store: a ticket never
+ * outlives the token it was issued for, and a store that fails or hangs is a 503, not a 500.
  */
-export interface TicketStore {
-  /** A new ticket for the principal, valid for `ttlS` seconds. */
-  issue(principal: Principal, ttlS: number): Promise<string>
-  /** The principal once, then null (also for unknown, expired or malformed tickets). */
-  redeem(ticket: string): Promise<Principal | null>
-  close(): void
-}
+export class Tickets {
+  private readonly outage: OutageLog
 
-/** 32 random bytes, base64url: 43 characters. */
-const TICKET_FORMAT = /^[A-Za-z0-9_-]{43}$/
-
-function newTicket(): string {
-  return randomBytes(32).toString('base64url')
-}
-
-/** Both stores keep JSON, so a redeemed principal is a copy in both. */
-function parse(json: string | null): Principal | null {
-  return json === null ? null : (JSON.parse(json) as Principal)
-}
-
-/** One replica only: a bounded map (oldest dropped first), expired entries swept periodically. */
-export function memoryTicketStore(maxEntries: number): TicketStore {
-  const tickets = new Map<string, { json: string; expiresAt: number }>()
-  const sweep = () => {
-    const now = performance.now()
-    for (const [ticket, entry] of tickets) if (entry.expiresAt <= now) tickets.delete(ticket)
+  constructor(
+    private readonly store: TicketStore,
+    private readonly options: TicketsOptions
+  ) {
+    this.outage = new OutageLog(options.log, { down: 'ticket store unavailable', up: 'ticket store available again' })
   }
-  const timer = setInterval(sweep, 5000).unref()
-  return {
-    async issue(principal, ttlS) {
-      const ticket = newTicket()
-      // Insertion order is expiry order (one TTL for all), so the first entry is the oldest.
-      if (tickets.size >= maxEntries) sweep()
-      const oldest = tickets.keys().next()
-      if (tickets.size >= maxEntries && !oldest.done) tickets.delete(oldest.value)
-      tickets.set(ticket, { json: JSON.stringify(principal), expiresAt: performance.now() + ttlS * 1000 })
-      return ticket
-    },
-    async redeem(ticket) {
-      const entry = tickets.get(ticket)
-      if (!entry) return null
-      tickets.delete(ticket)
-      return entry.expiresAt > performance.now() ? parse(entry.json) : null
-    },
-    close: () => clearInterval(timer)
-  }
-}
 
-/** Shared by every replica: SET with EX (Redis expires it), GETDEL to redeem exactly once. */
-export function redisTicketStore(redis: RedisClient, keys: Keys): TicketStore {
-  return {
-    async issue(principal, ttlS) {
-      const ticket = newTicket()
-      await redis.set(keys.ticket(ticket), JSON.stringify(principal), 'EX', ttlS)
-      return ticket
-    },
-    async redeem(ticket) {
-      if (!TICKET_FORMAT.test(ticket)) return null
-      return parse(await redis.getdel(keys.ticket(ticket)))
-    },
-    close: () => {}
+  /** A single-use ticket bound to the principal. */
+  async issue(principal: Principal): Promise<{ ticket: string; expiresIn: number }> {
+    const expiresIn = this.options.ttlS
+    const ticket = await this.call('ticket_issue', () => this.store.issue(principal, expiresIn))
+    return { ticket, expiresIn }
+  }
+
+  /** The principal once; null for an unknown, used or expired ticket, or an expired token. */
+  async redeem(ticket: string): Promise<Principal | null> {
+    const principal = await this.call('ticket_redeem', () => this.store.redeem(ticket))
+    const { clock = Date.now, clockToleranceS } = this.options
+    return principal && !isExpired(principal, Math.floor(clock() / 1000), clockToleranceS) ? principal : null
+  }
+
+  close(): void {
+    this.store.close()
+  }
+
+  private async call<T>(op: string, call: () => Promise<T>): Promise<T> {
+    const { metrics } = this.options
+    if (!metrics) return call()
+    try {
+      const result = await timedCall(metrics, op, STORE_TIMEOUT_MS, call)
+      this.outage.up()
+      return result
+    } catch (err) {
+      this.outage.down(err)
+      throw new HttpError(503, 'ticket store unavailable, retry shortly', { 'Retry-After': '1' })
+    }
   }
 }

@@ -1,30 +1,35 @@
+import { LRUCache } from 'lru-cache'
+
 /**
  * Tokens whose signature and claims were already checked, kept until they expire (and at most
  * `maxAgeMs`, so a key rotated out stops being trusted soon): a repeat request skips the
- * signature check, which is most of what authentication costs. Bounded: oldest out first.
+ * signature check, which is most of what authentication costs. At most `maxEntries`, least
+ * recently used out first.
  */
-export class VerifiedTokens<T> {
-  private readonly entries = new Map<string, { value: T; until: number }>()
+export class VerifiedTokens<T extends {}> {
+  private readonly entries: LRUCache<string, T>
 
   constructor(
-    private readonly maxEntries: number,
-    private readonly maxAgeMs: number
-  ) {}
+    maxEntries: number,
+    private readonly maxAgeMs: number,
+    /** Wall-clock milliseconds (token expiries are wall-clock). */
+    private readonly clock: () => number = Date.now
+  ) {
+    // ttlResolution 0: the clock is read on every check, so a fake clock is obeyed at once.
+    this.entries = new LRUCache({ max: maxEntries, ttlResolution: 0, perf: { now: clock } })
+  }
 
-  get(token: string, now: number): T | undefined {
-    const entry = this.entries.get(token)
-    if (!entry) return undefined
-    if (entry.until <= now) {
-      this.entries.delete(token)
-      return undefined
-    }
-    return entry.value
+  get(token: string): T | undefined {
+    return this.entries.get(token)
   }
 
   /** `expiresAt`: the token's `exp` in ms (none: only `maxAgeMs` bounds it). */
-  set(token: string, value: T, expiresAt: number | undefined, now: number): void {
-    if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value as string)
-    this.entries.set(token, { value, until: Math.min(expiresAt ?? Infinity, now + this.maxAgeMs) })
+  set(token: string, value: T, expiresAt: number | undefined): void {
+    const now = this.clock()
+    // lru-cache keeps an entry while its age is <= ttl; a token is refused from its exp on, hence the 1 ms.
+    const ttl = Math.min(expiresAt ?? Infinity, now + this.maxAgeMs) - now - 1
+    // A ttl of 0 would mean "forever" to lru-cache: a token at its end is not kept at all.
+    if (ttl > 0) this.entries.set(token, value, { ttl, start: now })
   }
 
   get size(): number {

@@ -1,9 +1,11 @@
+import { LRUCache } from 'lru-cache'
 import { performance } from 'node:perf_hooks'
 import type { Result, ClientContext } from 'ioredis'
 import type { RedisClient } from '../redis/client.js'
-import { take, type BucketLimits, type BucketState } from './token-bucket.js'
-import { limitsOf, type BucketPolicy } from './policies.js'
+import type { Keys } from '../redis/keys.js'
 import { defineScripts, NOW_MS_LUA } from '../redis/scripts.js'
+import { take, type BucketLimits, type BucketState } from './token-bucket.js'
+import { limitsOf, type Action, type BucketPolicy } from './policies.js'
 
 export interface Decision {
   allowed: boolean
@@ -17,9 +19,9 @@ export interface Decision {
   unavailable?: boolean
 }
 
-/** Where buckets live: one atomic take per call. */
+/** Where buckets live: one atomic take per call, on the bucket of `agentId` for `action`. */
 export interface BucketStore {
-  take(key: string, policy: BucketPolicy): Promise<Decision>
+  take(agentId: string, action: Action, policy: BucketPolicy): Promise<Decision>
   close(): void
 }
 
@@ -28,32 +30,40 @@ interface Entry {
   limits: BucketLimits
 }
 
-export interface MemoryStoreOptions {
+export interface MemoryBucketStoreOptions {
   /** Most buckets kept; the least recently used goes first beyond it. */
   maxEntries?: number
   /** How often buckets that are full again are dropped. */
   sweepMs?: number
+  /** Milliseconds from any monotonic origin. */
+  clock?: () => number
 }
 
-/** In-process buckets (one replica only): the domain math on `performance.now()`, bounded. */
+/**
+ * In-process buckets (one replica only): the token-bucket math on a monotonic clock. Each bucket
+ * is kept until it would be full again, since a full bucket is the same as no bucket (as the
+ * Redis key expires); at most `maxEntries`, least recently used out first.
+ */
 export class MemoryBucketStore implements BucketStore {
-  private readonly entries = new Map<string, Entry>()
-  private readonly maxEntries: number
+  private readonly entries: LRUCache<string, Entry>
+  private readonly clock: () => number
   private readonly timer: NodeJS.Timeout
 
-  constructor({ maxEntries = 100_000, sweepMs = 10_000 }: MemoryStoreOptions = {}) {
-    this.maxEntries = maxEntries
+  constructor({ maxEntries = 100_000, sweepMs = 10_000, clock = () => performance.now() }: MemoryBucketStoreOptions = {}) {
+    this.clock = clock
+    // ttlResolution 0: the clock is read on every check, so a test's fake clock is obeyed at once.
+    this.entries = new LRUCache({ max: maxEntries, ttlResolution: 0, perf: { now: clock } })
     this.timer = setInterval(() => this.sweep(), sweepMs).unref()
   }
 
-  async take(key: string, policy: BucketPolicy): Promise<Decision> {
+  async take(agentId: string, action: Action, policy: BucketPolicy): Promise<Decision> {
+    const key = `${action}:${agentId}`
     const limits = limitsOf(policy)
-    const previous = this.entries.get(key)
-    const result = take(previous?.state, limits, performance.now())
-    // Re-insert so Map order is least recently used first.
-    this.entries.delete(key)
-    this.entries.set(key, { state: result.state, limits })
-    if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value as string)
+    const now = this.clock()
+    const result = take(this.entries.get(key)?.state, limits, now)
+    // An lru-cache ttl of 0 means "forever": a bucket full again is dropped instead.
+    if (result.resetMs > 0) this.entries.set(key, { state: result.state, limits }, { ttl: result.resetMs, start: now })
+    else this.entries.delete(key)
     const { allowed, remaining, retryAfterMs, resetMs } = result
     return { allowed, remaining, retryAfterMs, resetMs }
   }
@@ -62,11 +72,9 @@ export class MemoryBucketStore implements BucketStore {
     return this.entries.size
   }
 
-  /** A bucket that is full again is the same as no bucket: drop it (like the Redis key expiry). */
-  sweep(now = performance.now()): void {
-    for (const [key, { state, limits }] of this.entries) {
-      if (state.tokens + ((now - state.updatedAt) * limits.refillRate) / 1000 >= limits.capacity) this.entries.delete(key)
-    }
+  /** Drops the buckets that are full again (they would read as full anyway). */
+  sweep(): void {
+    this.entries.purgeStale()
   }
 
   close(): void {
@@ -126,13 +134,16 @@ declare module 'ioredis' {
 
 /** Buckets shared by every replica: one Lua script per decision on Redis's clock. */
 export class RedisBucketStore implements BucketStore {
-  constructor(private readonly redis: RedisClient) {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: Keys
+  ) {
     defineScripts(redis, { BucketTake: { keys: 1, lua: TAKE } })
   }
 
-  async take(key: string, policy: BucketPolicy): Promise<Decision> {
+  async take(agentId: string, action: Action, policy: BucketPolicy): Promise<Decision> {
     const [allowed, remaining, retryAfterMs, resetMs] = await this.redis.moltbridgeBucketTake(
-      key,
+      this.keys.bucket(agentId, action),
       policy.capacity,
       policy.refill_rate,
       1

@@ -9,7 +9,7 @@ import type { BucketLimits } from './token-bucket.js'
 export const ACTIONS = ['rest', 'read', 'forward', 'delivery'] as const
 export type Action = (typeof ACTIONS)[number]
 
-/** SPEC 5: one bucket policy, as kept in version control. */
+/** One bucket policy, as kept in version control: `capacity` tokens at once, then `refill_rate` per second. */
 export const BucketPolicySchema = Type.Object(
   {
     bucket_name: Type.String({ minLength: 1, maxLength: 128 }),

@@ -1,17 +1,27 @@
 /**
  * `promise`, or a rejection once `ms` passed without an answer. One promise and one timer
- * (it sits on the bucket-decision hot path: no Promise.race or finally chain).
+ * (it sits on the bucket-decision hot path: no Promise.race or finally chain). `settled`, when
+ * given, hears once how it ended (a late answer after the deadline is not reported).
  */
-export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+export function withTimeout<T>(promise: Promise<T>, ms: number, settled?: (failed: boolean) => void): Promise<T> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
+    let late = false
+    const timer = setTimeout(() => {
+      late = true
+      settled?.(true)
+      reject(new Error(`no answer within ${ms} ms`))
+    }, ms)
     promise.then(
       (value) => {
+        if (late) return
         clearTimeout(timer)
+        settled?.(false)
         resolve(value)
       },
       (err: unknown) => {
+        if (late) return
         clearTimeout(timer)
+        settled?.(true)
         reject(err)
       }
     )

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
+import { JwtVerifier } from '../../src/auth/verifier.js'
 import { ConfigError } from '../../src/config.js'
 import { buildTestApp, TEST_SECRET } from '../helpers/app.js'
 import { bearer, keyPair, mint, startJwks, unsignedToken } from '../helpers/tokens.js'
@@ -160,10 +161,11 @@ t.test('a JWT in the query string is refused with a hint to use a ticket', async
   }
 })
 
-t.test('verifyJwt gives the principal: ids, scopes from scope or scp, expiry', async (t) => {
+t.test('the verifier gives the principal: ids, scopes from scope or scp, expiry', async (t) => {
   const app = await buildTestApp(t, { JWT_SECRET: TEST_SECRET })
-  const p = await app.verifyJwt(await mint({ sub: 'u-9', agent_id: 'a-9', scope: 'ratings:all other' }))
-  t.match(p, { sub: 'u-9', agentId: 'a-9', scopes: ['ratings:all', 'other'], exp: Number })
-  t.same((await app.verifyJwt(await mint({ scp: ['ratings:all'] }))).scopes, ['ratings:all'])
-  await t.rejects(app.verifyJwt('garbage'), { statusCode: 401, message: /malformed/ })
+  const verifier = new JwtVerifier(app.config, app.log)
+  const principal = await verifier.verify(await mint({ sub: 'u-9', agent_id: 'a-9', scope: 'ratings:all other' }))
+  t.match(principal, { sub: 'u-9', agentId: 'a-9', scopes: ['ratings:all', 'other'], exp: Number })
+  t.same((await verifier.verify(await mint({ scp: ['ratings:all'] }))).scopes, ['ratings:all'])
+  await t.rejects(verifier.verify('garbage'), { statusCode: 401, message: /malformed/ })
 })

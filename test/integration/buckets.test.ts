@@ -6,6 +6,7 @@ import { Redis } from 'ioredis'
 import t from 'tap'
 import type { BucketPolicy } from '../../src/limits/policies.js'
 import { MemoryBucketStore, RedisBucketStore, type BucketStore } from '../../src/limits/bucket-store.js'
+import { createKeys, type Keys } from '../../src/redis/keys.js'
 import { REDIS_URL, buildTestApp, deletePrefix, uniquePrefix, type Teardown } from '../helpers/app.js'
 import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
 import { mint } from '../helpers/tokens.js'
@@ -29,7 +30,7 @@ async function bucketsFile(t: Teardown, policies: object[]): Promise<string> {
   return file
 }
 
-const stores: Array<[string, (t: Teardown) => Promise<{ store: BucketStore; redis?: Redis }>]> = [
+const stores: Array<[string, (t: Teardown) => Promise<{ store: BucketStore; redis?: Redis; keys?: Keys }>]> = [
   ['memory', async (t) => {
     const store = new MemoryBucketStore()
     t.teardown(() => store.close())
@@ -39,18 +40,18 @@ const stores: Array<[string, (t: Teardown) => Promise<{ store: BucketStore; redi
     const redis = await redisClient(t)
     const prefix = uniquePrefix()
     t.teardown(() => deletePrefix(prefix))
-    return { store: new RedisBucketStore(redis), redis }
+    const keys = createKeys(prefix)
+    return { store: new RedisBucketStore(redis, keys), redis, keys }
   }]
 ]
 
 for (const [name, open] of stores) {
   t.test(`${name} store`, async (t) => {
-    const { store, redis } = await open(t)
-    const key = `${uniquePrefix()}:{a:agent}:bucket:rest`
+    const { store, redis, keys } = await open(t)
+    const take = (agent: string) => store.take(agent, 'rest', policy)
 
     t.test('a burst of capacity passes, then refused with the time to the next token', async (t) => {
-      const k = `${key}-burst`
-      const decisions = await Promise.all(Array.from({ length: 8 }, () => store.take(k, policy)))
+      const decisions = await Promise.all(Array.from({ length: 8 }, () => take('agent-burst')))
       t.equal(decisions.filter((d) => d.allowed).length, 5)
       t.same(decisions.filter((d) => d.allowed).map((d) => d.remaining).sort(), [0, 1, 2, 3, 4])
       for (const d of decisions.filter((d) => !d.allowed)) {
@@ -60,37 +61,35 @@ for (const [name, open] of stores) {
     })
 
     t.test('a retry at the advertised time succeeds, and reset is the time to full', async (t) => {
-      const k = `${key}-retry`
-      for (let i = 0; i < 5; i++) await store.take(k, policy)
-      const refused = await store.take(k, policy)
+      for (let i = 0; i < 5; i++) await take('agent-retry')
+      const refused = await take('agent-retry')
       t.notOk(refused.allowed)
       t.ok(refused.resetMs > 400 && refused.resetMs <= 500, `resetMs ${refused.resetMs} ~ 5 tokens at 100 ms`)
       await sleep(refused.retryAfterMs)
-      const retried = await store.take(k, policy)
+      const retried = await take('agent-retry')
       t.ok(retried.allowed, 'the next token is there at the advertised time')
     })
 
     t.test('tokens refill while waiting, never above capacity', async (t) => {
-      const k = `${key}-refill`
-      for (let i = 0; i < 5; i++) await store.take(k, policy)
+      for (let i = 0; i < 5; i++) await take('agent-refill')
       await sleep(350)
-      const after = await Promise.all(Array.from({ length: 5 }, () => store.take(k, policy)))
+      const after = await Promise.all(Array.from({ length: 5 }, () => take('agent-refill')))
       const allowed = after.filter((d) => d.allowed).length
       t.ok(allowed >= 3 && allowed <= 5, `${allowed} tokens came back in 350 ms at 10/s`)
       await sleep(1000)
-      const full = await Promise.all(Array.from({ length: 7 }, () => store.take(k, policy)))
+      const full = await Promise.all(Array.from({ length: 7 }, () => take('agent-refill')))
       t.equal(full.filter((d) => d.allowed).length, 5, 'a long wait gives back capacity, not more')
     })
 
     t.test('state goes away once the bucket would be full again', async (t) => {
-      const k = `${key}-expire`
-      const d = await store.take(k, policy)
+      const d = await take('agent-expire')
       t.equal(d.resetMs, 100)
-      if (redis) {
-        const pttl = await redis.pttl(k)
+      if (redis && keys) {
+        const key = keys.bucket('agent-expire', 'rest')
+        const pttl = await redis.pttl(key)
         t.ok(pttl > 0 && pttl <= 100, `PTTL ${pttl} <= time to full`)
         await sleep(150)
-        t.equal(await redis.exists(k), 0, 'key expired')
+        t.equal(await redis.exists(key), 0, 'key expired')
       } else {
         const memory = store as MemoryBucketStore
         t.ok(memory.size > 0)
@@ -105,7 +104,7 @@ for (const [name, open] of stores) {
 t.test('the memory store is bounded: least recently used buckets go first', async (t) => {
   const store = new MemoryBucketStore({ maxEntries: 3 })
   t.teardown(() => store.close())
-  for (const k of ['a', 'b', 'c', 'd']) await store.take(k, policy)
+  for (const agent of ['a', 'b', 'c', 'd']) await store.take(agent, 'rest', policy)
   t.equal(store.size, 3)
 })
 
@@ -219,4 +218,18 @@ t.test('POST /v1/sse-tickets is charged to the read bucket and says so', async (
   }
   t.equal(codes.filter((c) => c === 429).length, 1)
   t.equal(codes[2], 429)
+})
+
+t.test('the limit sits on the routes that declare it: a HEAD twin is charged once, like its GET', async (t) => {
+  const file = await bucketsFile(t, [{ action: 'read', bucket_name: 'reads', refill_rate: 0.01, capacity: 2, key_selector: 'jwt.claims.agent_id' }])
+  const app = await buildTestApp(t, { BUCKETS_FILE: file })
+  const authorization = `Bearer ${await mint({ sub: 'u-head', agent_id: 'agent-head' })}`
+  const get = await app.inject({ method: 'GET', url: '/v1/scores?items=a', headers: { authorization } })
+  t.equal(get.statusCode, 200)
+  t.match(get.headers.ratelimit, /^"read";r=1;/)
+  const head = await app.inject({ method: 'HEAD', url: '/v1/scores?items=a', headers: { authorization } })
+  t.equal(head.statusCode, 200, 'one token for one HEAD request')
+  t.match(head.headers.ratelimit, /^"read";r=0;/)
+  t.equal((await app.inject({ method: 'GET', url: '/v1/scores?items=a', headers: { authorization } })).statusCode, 429)
+  t.equal((await app.inject('/healthz')).headers.ratelimit, undefined, 'a route without a bucket is not charged')
 })

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { SESSION_COOKIE } from '../../src/auth/session.js'
+import { JwtVerifier } from '../../src/auth/verifier.js'
 import { DEMO_ITEMS, DEMO_USERS } from '../../src/demo-world.js'
 import { buildTestApp, listen } from '../helpers/app.js'
 
@@ -52,7 +53,7 @@ t.test('demo login sets an HttpOnly SameSite=Strict session cookie that opens th
   t.match(cookie, /Path=\//)
   t.equal(cookie?.split(';')[0], `${SESSION_COOKIE}=${body.token}`)
 
-  const principal = await app.verifyJwt(body.token)
+  const principal = await new JwtVerifier(app.config, app.log).verify(body.token)
   t.equal(principal.sub, 'bob')
   t.equal(principal.agentId, 'bob')
 

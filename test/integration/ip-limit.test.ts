@@ -1,6 +1,8 @@
 import t from 'tap'
 import { buildTestApp, deletePrefix, uniquePrefix } from '../helpers/app.js'
 import { freePort } from '../helpers/ports.js'
+import { startRedisServer } from '../helpers/redis-server.js'
+import { waitFor } from '../helpers/wait.js'
 
 const badToken = { authorization: 'Bearer not.a.token' }
 
@@ -52,4 +54,23 @@ t.test('0 turns it off; a Redis outage never blocks everyone', async (t) => {
   const down = await buildTestApp(t, { IP_RATE_LIMIT_MAX: '1', REDIS_URL: `redis://127.0.0.1:${await freePort()}` })
   const downCodes = await Promise.all(Array.from({ length: 3 }, () => down.inject('/nope')))
   t.same(downCodes.map((r) => r.statusCode), [404, 404, 404], 'skipped while Redis is unreachable')
+})
+
+t.test('a Redis that stops answering costs REDIS_TIMEOUT_MS, never a hang: the limit is skipped meanwhile', async (t) => {
+  const server = await startRedisServer()
+  t.teardown(() => server.stop())
+  const app = await buildTestApp(t, { IP_RATE_LIMIT_MAX: '2', REDIS_URL: server.url, REDIS_TIMEOUT_MS: '100' })
+  const probe = () => app.inject({ url: '/nope', remoteAddress: '10.7.7.7' })
+  t.equal((await probe()).statusCode, 404)
+  server.pause()
+  t.teardown(() => server.resume())
+  // Far above the budget: before the deadline, a frozen Redis held every request until it woke up.
+  const hung = new Promise<'hung'>((resolve) => setTimeout(resolve, 10_000, 'hung').unref())
+  const answers = await Promise.all([1, 2, 3].map(() => Promise.race([probe().then((res) => res.statusCode), hung])))
+  t.same(answers, [404, 404, 404], 'answered while Redis is frozen, the per-IP limit skipped')
+  const metrics = (await app.inject('/metrics')).body
+  t.match(metrics, /moltbridge_redis_errors_total\{op="ip_limit"\} 3/, 'every skipped count is a counted Redis error')
+  server.resume()
+  await waitFor('the per-IP limit to apply again', async () => (await probe()).statusCode === 429)
+  t.pass('limited again once Redis answers')
 })

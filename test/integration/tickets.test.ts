@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { SESSION_COOKIE } from '../../src/auth/session.js'
+import { JwtVerifier } from '../../src/auth/verifier.js'
 import { buildTestApp, deletePrefix, listen, logCapture, uniquePrefix } from '../helpers/app.js'
 import { bearer, mint } from '../helpers/tokens.js'
 
@@ -47,7 +48,7 @@ for (const memory of [false, true]) {
     await new Promise((r) => setTimeout(r, 2100))
     t.equal(await app.tickets.redeem(ticket), null, 'expired ticket')
 
-    const principal = await app.verifyJwt(await mint({}, { expiresIn: 600 }))
+    const principal = await new JwtVerifier(app.config, app.log).verify(await mint({}, { expiresIn: 600 }))
     const { ticket: stale } = await app.tickets.issue({ ...principal, exp: Math.floor(Date.now() / 1000) - 1 })
     t.equal(await app.tickets.redeem(stale), null, "the caller's token has expired")
   })

@@ -1,10 +1,10 @@
 import t from 'tap'
-import { memoryTicketStore } from '../../src/auth/tickets.js'
+import { MemoryTicketStore } from '../../src/auth/ticket-store.js'
 
 const principal = { sub: 'u', agentId: 'a', scopes: [], claims: { sub: 'u', agent_id: 'a' } }
 
 t.test('memory tickets are single use and bounded (oldest dropped first)', async (t) => {
-  const store = memoryTicketStore(2)
+  const store = new MemoryTicketStore({ maxEntries: 2 })
   t.teardown(() => store.close())
   const first = await store.issue(principal, 30)
   const second = await store.issue(principal, 30)

@@ -1,0 +1,72 @@
+import { HttpError } from '../errors.js'
+import { jwtQueryParam, type Principal } from './credentials.js'
+import { SESSION_COOKIE } from './session.js'
+import type { Tickets } from './tickets.js'
+import { invalidToken, type JwtVerifier } from './verifier.js'
+
+/** What authentication reads of a request. */
+export interface CredentialsCarrier {
+  headers: { authorization?: string }
+  cookies: Record<string, string | undefined>
+  query: unknown
+}
+
+function noToken(message: string): HttpError {
+  return new HttpError(401, message, { 'WWW-Authenticate': 'Bearer realm="moltbridge"' })
+}
+
+/** The token of `Authorization: Bearer <token>`; undefined without the header. */
+function bearer(request: CredentialsCarrier): string | undefined {
+  const header = request.headers.authorization
+  if (header === undefined) return undefined
+  const match = /^Bearer[ ]+([^\s]+)[ ]*$/i.exec(header)
+  if (!match) throw invalidToken('the Authorization header must be "Bearer <token>"')
+  return match[1]
+}
+
+/**
+ * Who is calling a protected route: the JWT of the Authorization header. A stream route
+ * (browsers' EventSource cannot set headers) also takes the session cookie or a single-use
+ * `?ticket=`. A JWT in the query string is refused on every route: URLs leak into logs.
+ */
+export class Authenticator {
+  constructor(
+    private readonly verifier: JwtVerifier,
+    private readonly tickets: Tickets
+  ) {}
+
+  async principal(request: CredentialsCarrier, stream: boolean): Promise<Principal> {
+    const query = request.query as Record<string, unknown>
+    const param = jwtQueryParam(query)
+    if (param) {
+      throw invalidToken(
+        `a JWT in the query string (${param}) is refused because URLs leak into logs: send it in the Authorization header, or get a ticket from POST /v1/sse-tickets and pass ?ticket=`
+      )
+    }
+    if (stream) return this.streamPrincipal(request, query)
+    const token = bearer(request)
+    if (!token) throw noToken('authentication required: Authorization: Bearer <JWT>')
+    return this.verifier.verify(token)
+  }
+
+  /** Header, then the cookie, then a ticket; a bad cookie gives way to a ticket sent with it. */
+  private async streamPrincipal(request: CredentialsCarrier, query: Record<string, unknown>): Promise<Principal> {
+    const token = bearer(request)
+    if (token) return this.verifier.verify(token)
+    const cookie = request.cookies[SESSION_COOKIE]
+    const ticket = typeof query.ticket === 'string' && query.ticket !== '' ? query.ticket : undefined
+    if (cookie) {
+      try {
+        return await this.verifier.verify(cookie)
+      } catch (err) {
+        if (!ticket) throw err
+      }
+    }
+    if (!ticket) {
+      throw noToken(`authentication required: Authorization: Bearer <JWT>, the ${SESSION_COOKIE} cookie, or ?ticket= from POST /v1/sse-tickets`)
+    }
+    const principal = await this.tickets.redeem(ticket)
+    if (!principal) throw invalidToken('ticket is unknown, expired or already used')
+    return principal
+  }
+}
