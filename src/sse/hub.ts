@@ -6,7 +6,7 @@ import { retryAfterSeconds, type BucketLimits } from '../limits/token-bucket.js'
 import type { Log } from '../logger.js'
 import type { Metrics } from '../metrics.js'
 import { settledWithin } from '../shared/wait.js'
-import { systemClock, type HubClock } from './clock.js'
+import { systemClock, type Clock } from '../shared/clock.js'
 import { DeliveryBucket } from './delivery.js'
 import { serializeEvent, type SerializedEvent } from './frame.js'
 import type { StreamSlots } from './stream-slots.js'
@@ -31,7 +31,7 @@ export interface SseHubDeps {
   delivery: BucketLimits
   metrics: Pick<Metrics, 'sseOpen' | 'sseEventsSent' | 'sseConflated' | 'sseClosed' | 'sseRefused'>
   log: Log
-  clock?: HubClock
+  clock?: Clock
 }
 
 export interface OpenRequest extends Pick<StreamParams, 'principal' | 'items' | 'sink'> {
@@ -50,7 +50,7 @@ export class SseHub {
   /** The streams' listeners: each event is serialized once here and shared by every stream. */
   private readonly listeners: ListenerIndex<SerializedEvent>
   private readonly context: StreamContext
-  private readonly clock: HubClock
+  private readonly clock: Clock
   private readonly slotTtlMs: number
   private readonly unsubscribe: () => void
   private draining = false

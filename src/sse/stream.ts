@@ -2,7 +2,7 @@ import type { Principal } from '../auth/credentials.js'
 import { compareEventIds } from '../events/event-id.js'
 import type { Replay, StoredEvent } from '../events/event-store.js'
 import type { Metrics } from '../metrics.js'
-import type { HubClock } from './clock.js'
+import type { Clock } from '../shared/clock.js'
 import { ConflatingBuffer } from './conflation.js'
 import type { DeliveryBucket } from './delivery.js'
 import { EXPIRED_FRAME, gapFrame, HEARTBEAT_FRAME, retryFrame, serializeEvent, type SerializedEvent } from './frame.js'
@@ -45,7 +45,7 @@ export interface StreamContext {
   refreshSlot(agentId: string, streamId: string): Promise<void>
   releaseSlot(agentId: string, streamId: string): Promise<void>
   metrics: StreamMetrics
-  clock: HubClock
+  clock: Clock
   settings: StreamSettings
 }
 
@@ -215,7 +215,7 @@ export class Stream {
     }
     let sent = 0
     while (!this.ending && this.buffer.length > 0) {
-      const decision = delivery.take(clock.monotonicMs())
+      const decision = delivery.take(clock.now())
       if (!decision.allowed) {
         this.cancelRetry ??= clock.after(decision.retryAfterMs, () => {
           this.cancelRetry = undefined

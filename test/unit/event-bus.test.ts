@@ -4,7 +4,7 @@ import type { StoredEvent } from '../../src/events/event-store.js'
 import { ListenerIndex } from '../../src/events/listener-index.js'
 import { MemoryEventStore } from '../../src/events/memory-event-store.js'
 import { createMetrics } from '../../src/metrics.js'
-import { settle } from '../helpers/manual-clock.js'
+import { settle } from '../helpers/fake-clock.js'
 import { metricValue } from '../helpers/metrics.js'
 import { score } from '../helpers/sse.js'
 

@@ -8,7 +8,7 @@ import { createMetrics } from '../../src/metrics.js'
 import { SseHub } from '../../src/sse/hub.js'
 import { MemoryStreamSlots } from '../../src/sse/stream-slots.js'
 import type { Teardown } from '../helpers/app.js'
-import { ManualClock } from '../helpers/manual-clock.js'
+import { FakeClock } from '../helpers/fake-clock.js'
 import { metricValue } from '../helpers/metrics.js'
 import { score } from '../helpers/sse.js'
 import { waitFor } from '../helpers/wait.js'
@@ -16,14 +16,14 @@ import { waitFor } from '../helpers/wait.js'
 const log = pino({ enabled: false })
 
 async function testHub(t: Teardown, drainMs = 0) {
-  const clock = new ManualClock()
+  const clock = new FakeClock()
   const metrics = createMetrics()
   const bus = new EventBus(new MemoryEventStore({ historyMax: 10, historyTtlS: 60, scoresTtlS: 60, streamMax: 10 }), {
     published: metrics.published,
     onListenerError: (err) => log.error({ err })
   })
   await bus.start()
-  const slots = new MemoryStreamSlots({ now: clock.monotonicMs })
+  const slots = new MemoryStreamSlots({ now: clock.now })
   const hub = new SseHub(
     { bus, slots, delivery: { capacity: 1000, refillRate: 1000 }, metrics, log, clock },
     { heartbeatMs: 60_000, retryMs: 1500, maxUnsentBytes: 64 * 1024, maxStreamsPerAgent: 2, drainMs }
@@ -78,7 +78,7 @@ t.test('drain: streams told to retry and closed one by one over DRAIN_MS; new st
   const refused = await open('late').catch((err: unknown) => err)
   t.ok(refused instanceof HttpError && refused.statusCode === 503, 'a new stream is refused while draining')
   for (const [index, at] of [0, 200, 400, 600].entries()) {
-    await clock.advance(index === 0 ? 0 : 200)
+    await clock.pass(index === 0 ? 0 : 200)
     await waitFor(`stream ${index} closed at ${at} ms`, () => closedCount() === index + 1)
     t.equal(closedCount(), index + 1, `${index + 1} of 4 closed at ${at} ms`)
   }

@@ -11,7 +11,7 @@ import { createMetrics } from '../../src/metrics.js'
 import { DeliveryBucket } from '../../src/sse/delivery.js'
 import { serializeEvent, type SerializedEvent } from '../../src/sse/frame.js'
 import { LAST_MESSAGE_MS, Stream, type StreamParams } from '../../src/sse/stream.js'
-import { ManualClock, settle } from '../helpers/manual-clock.js'
+import { FakeClock, settle } from '../helpers/fake-clock.js'
 import { metricValue } from '../helpers/metrics.js'
 import { score } from '../helpers/sse.js'
 
@@ -69,7 +69,7 @@ const HEARTBEAT_MS = 1000
 const RETRY_MS = 1500
 
 async function openTestStream(options: Options = {}) {
-  const clock = new ManualClock()
+  const clock = new FakeClock()
   const metrics = createMetrics()
   const bus = new EventBus(new MemoryEventStore({ historyMax: 100, historyTtlS: 60, scoresTtlS: 60, streamMax: 100, now: clock.wallMs }), {
     published: metrics.published,
@@ -195,10 +195,10 @@ t.test('an empty delivery bucket holds events back and keeps only the newest per
   t.same(setup.socket.scores().map(({ item, rating }) => `${item}${rating}`), ['a1'], 'one token: one event now')
   t.equal(await metricValue(setup.metrics.sseConflated), 1, 'a2 replaced by a3 before it was sent')
 
-  await setup.clock.advance(999)
+  await setup.clock.pass(999)
   t.equal(setup.socket.scores().length, 1, 'nothing before the next token')
-  await setup.clock.advance(1)
-  await setup.clock.advance(1000)
+  await setup.clock.pass(1)
+  await setup.clock.pass(1000)
   const received = setup.socket.scores()
   t.same(received.map(({ item, rating }) => `${item}${rating}`), ['a1', 'b1', 'a3'], 'b1, then the newest a')
   t.ok(received.every((event, index) => index === 0 || compareEventIds(received[index - 1].id, event.id) < 0), 'still in id order')
@@ -206,13 +206,13 @@ t.test('an empty delivery bucket holds events back and keeps only the newest per
 })
 
 t.test('the token expires: an expired event, then the stream ends', async (t) => {
-  const clock = new ManualClock()
+  const clock = new FakeClock()
   const setup = await openTestStream({ exp: Math.floor(clock.wallMs() / 1000) + 30 })
   await setup.stream.start(null)
   setup.stream.attach(undefined, () => {})
-  await setup.clock.advance(29_000)
+  await setup.clock.pass(29_000)
   t.notOk(setup.socket.writableEnded, 'open until the expiry')
-  await setup.clock.advance(1000)
+  await setup.clock.pass(1000)
   await setup.stream.done
   const last = setup.socket.messages().at(-1)
   t.equal(last?.event, 'expired')
@@ -225,9 +225,9 @@ t.test('heartbeats: a comment every SSE_HEARTBEAT_MS, each refreshing the stream
   const setup = await openTestStream()
   await setup.stream.start(null)
   setup.stream.attach(undefined, () => {})
-  await setup.clock.advance(HEARTBEAT_MS - 1)
+  await setup.clock.pass(HEARTBEAT_MS - 1)
   t.same(setup.socket.messages().filter((message) => message.comment !== undefined), [], 'none before the interval')
-  await setup.clock.advance(1 + 2 * HEARTBEAT_MS)
+  await setup.clock.pass(1 + 2 * HEARTBEAT_MS)
   t.same(
     setup.socket.messages().filter((message) => message.comment !== undefined),
     [{ comment: 'heartbeat' }, { comment: 'heartbeat' }, { comment: 'heartbeat' }]
@@ -235,7 +235,7 @@ t.test('heartbeats: a comment every SSE_HEARTBEAT_MS, each refreshing the stream
   t.same(setup.slotRefreshes, ['stream-1', 'stream-1', 'stream-1'])
   setup.stream.cut('client')
   await setup.stream.done
-  await setup.clock.advance(5 * HEARTBEAT_MS)
+  await setup.clock.pass(5 * HEARTBEAT_MS)
   t.equal(setup.slotRefreshes.length, 3, 'no heartbeat after the stream is over')
 })
 
@@ -245,9 +245,9 @@ t.test('a socket that does not take the last message is cut after LAST_MESSAGE_M
   setup.stream.attach(undefined, () => {})
   await setup.publish('i1')
   setup.stream.end('drain')
-  await setup.clock.advance(LAST_MESSAGE_MS - 1)
+  await setup.clock.pass(LAST_MESSAGE_MS - 1)
   t.notOk(setup.socket.destroyed, 'the socket gets its time')
-  await setup.clock.advance(1)
+  await setup.clock.pass(1)
   await setup.stream.done
   t.ok(setup.socket.destroyed, 'then it is cut')
   t.equal(await setup.closed('drain'), 1, 'counted under the reason it was ending for')
