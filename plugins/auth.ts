@@ -52,5 +52,5 @@ export default fp(
     })
     app.addHook('onClose', async () => tickets.close())
   },
-  { name: 'auth', dependencies: ['redis', 'metrics', '@fastify/cookie'] }
+  { name: 'auth', dependencies: ['redis', 'metrics', '@fastify/cookie', 'ip-limit'] }
 )

@@ -63,5 +63,5 @@ export default fp(
       }
     )
   },
-  { name: 'health' }
+  { name: 'health', dependencies: ['docs'] }
 )

@@ -30,5 +30,5 @@ export default fp(
     })
     app.addHook('onClose', async () => metrics.registry.clear())
   },
-  { name: 'metrics', decorators: { fastify: ['config'] } }
+  { name: 'metrics', decorators: { fastify: ['config'] }, dependencies: ['docs'] }
 )

@@ -1,26 +1,10 @@
+import autoload from '@fastify/autoload'
 import cookie from '@fastify/cookie'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyHttpOptions, type FastifyInstance } from 'fastify'
 import type { Server } from 'node:http'
+import { join } from 'node:path'
 import type { DestinationStream } from 'pino'
-import auth from '../plugins/auth.js'
-import buckets from '../plugins/buckets.js'
-import docs from '../plugins/docs.js'
-import events from '../plugins/events.js'
-import forwarder from '../plugins/forwarder.js'
-import health from '../plugins/health.js'
-import ingest from '../plugins/ingest.js'
-import ipLimit from '../plugins/ip-limit.js'
-import lease from '../plugins/lease.js'
-import metrics from '../plugins/metrics.js'
-import openclaw from '../plugins/openclaw.js'
-import redis from '../plugins/redis.js'
-import sseHub from '../plugins/sse-hub.js'
-import demoRoutes from '../routes/demo.js'
-import streamRoute from '../routes/events/personalized-rating.js'
-import ratingRoute from '../routes/v1/rating.js'
-import scoresRoute from '../routes/v1/scores.js'
-import ticketsRoute from '../routes/v1/sse-tickets.js'
 import type { Config } from './config.js'
 import { errorHandler, schemaErrorFormatter } from './errors.js'
 import { loggerOptions } from './logger.js'
@@ -74,11 +58,11 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.decorate('replicaId', newReplicaId())
   app.setErrorHandler(errorHandler)
 
-  // In order: what later plugins depend on first; routes last.
-  const plugins = [metrics, health, redis, docs, cookie, ipLimit, auth, buckets, openclaw, events]
-  const pipeline = [forwarder, ingest, lease, sseHub]
-  const routes = [ratingRoute, scoresRoute, ticketsRoute, streamRoute, demoRoutes]
-  for (const plugin of [...plugins, ...pipeline, ...routes]) app.register(plugin)
+  // Every plugin in plugins/ (ordered by the dependencies each declares), then every route in
+  // routes/ (their paths are written in full: no prefix from the folder).
+  app.register(cookie)
+  app.register(autoload, { dir: join(import.meta.dirname, '../plugins') })
+  app.register(autoload, { dir: join(import.meta.dirname, '../routes'), dirNameRoutePrefix: false })
   try {
     await app.ready()
   } catch (err) {
