@@ -2,7 +2,7 @@ import { envSchema } from 'env-schema'
 import { Type, type Static } from 'typebox'
 import { describeSchemaError, type SchemaError } from './shared/schema-error.js'
 
-/** Every setting of SPEC section 7 (and the bounds of section 9), read from the environment. */
+/** Every setting of the gateway (and every bound it enforces), read from the environment. */
 export const ConfigSchema = Type.Object({
   PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535 }),
   HOST: Type.String({ default: '0.0.0.0' }),

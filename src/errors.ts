@@ -3,7 +3,7 @@ import { STATUS_CODES } from 'node:http'
 import { Type } from 'typebox'
 import { describeSchemaError } from './shared/schema-error.js'
 
-/** The error JSON of SPEC 3, for route response schemas (and so /docs). */
+/** The error JSON every failure answers (`statusCode`, `error`, `message`), for route schemas and /docs. */
 export const ErrorResponse = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() })
 
 /** An error a client can act on: its status, a message without secrets, and headers to send. */
@@ -27,7 +27,7 @@ export function errorBody(statusCode: number, message: string) {
   return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', message }
 }
 
-/** SPEC 3 error JSON for every failure; a 5xx we did not expect is logged and told apart from nothing. */
+/** The error JSON for every failure; a 5xx we did not expect is logged and told apart from nothing. */
 export function errorHandler(error: FastifyError | HttpError, request: FastifyRequest, reply: FastifyReply) {
   const statusCode = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500
   if (error instanceof HttpError) reply.headers(error.headers)

@@ -14,7 +14,7 @@ const ratingFields = {
   rating: Type.Number({ minimum: 0, maximum: 5 })
 }
 
-/** A rating, version 1 of the contract (SPEC 1): closed, a new field means /v2. */
+/** A rating, version 1 of the contract: closed, a new field means /v2. */
 export const RatingSchema = Type.Object(ratingFields, { additionalProperties: false })
 export type Rating = Static<typeof RatingSchema>
 
@@ -37,12 +37,12 @@ export type ScoreEvent = Static<typeof ScoreEventSchema>
 export const feedRatingValidator = Compile(FeedRatingSchema)
 export const scoreEventValidator = Compile(ScoreEventSchema)
 
-/** The agent a feed rating is charged to (SPEC 1): its agent_id, else its user. */
+/** The agent a feed rating is charged to: its agent_id, else its user. */
 export function agentOf(rating: FeedRating): string {
   return rating.agent_id ?? rating.user_id
 }
 
-/** The key that makes a rating delivered twice count once (SPEC 6). */
+/** The key that makes a rating delivered twice (a feed replay, a retry) forwarded once. */
 export function dedupKey(rating: Rating): string {
   return `${rating.user_id}\u0000${rating.item_id}\u0000${rating.timestamp}`
 }

@@ -45,7 +45,7 @@ function drainOnSignal(app: FastifyInstance, config: Config): void {
   )
 }
 
-/** `npm start`: the gateway alone, configured from the environment (SPEC 7). */
+/** `npm start`: the gateway alone, configured from the environment (every setting in src/config.ts). */
 async function main(): Promise<void> {
   const app = await build()
   const config = app.config

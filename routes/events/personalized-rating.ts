@@ -13,7 +13,7 @@ const Query = Type.Object(
   { additionalProperties: false }
 )
 
-/** SPEC 4: the caller's score events as Server-Sent Events, resumable with Last-Event-ID. */
+/** The caller's score events as Server-Sent Events, resumable with Last-Event-ID. */
 export default async function (app: FastifyInstance) {
   app.get<{ Querystring: Static<typeof Query> }>(
     '/events/personalized-rating',

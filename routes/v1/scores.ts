@@ -13,7 +13,7 @@ const Query = Type.Object(
   { additionalProperties: false }
 )
 const Scores = Type.Object({ scores: Type.Array(ScoreEventSchema) })
-/** SPEC 3: the caller's latest score per listed item, so a page paints before its stream opens. */
+/** The caller's latest score per listed item, so a page paints before its stream opens. */
 export default async function (app: FastifyInstance) {
   app.get<{ Querystring: Static<typeof Query> }>(
     '/v1/scores',

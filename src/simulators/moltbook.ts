@@ -148,7 +148,7 @@ export async function startMoltbook(options: MoltbookOptions = {}): Promise<Molt
 }
 
 function list(value: string | undefined): string[] | undefined {
-  return value ? value.split(',').map((s) => s.trim()).filter(Boolean) : undefined
+  return value ? value.split(',').map((part) => part.trim()).filter(Boolean) : undefined
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -15,7 +15,7 @@ import { mint } from '../helpers/tokens.js'
 
 const LEASE_MS = 5000 // the default: the takeover bound the issue asks for
 const USERS = ['fo-u1', 'fo-u2', 'fo-u3']
-// Many items: two scores for one item pending at once would be conflated (SPEC 4), by design.
+// Many items: two scores for one item pending at once would be conflated (newest score per item wins), by design.
 const ITEMS = Array.from({ length: 500 }, (_, i) => `fo-i${i}`)
 const key = (r: { user_id: string; item_id: string; timestamp: number }) => `${r.user_id}/${r.item_id}/${r.timestamp}`
 

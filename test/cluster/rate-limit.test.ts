@@ -7,7 +7,7 @@ import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
 import { buildGateway, startGateways } from '../helpers/processes.js'
 import { bearer, mint } from '../helpers/tokens.js'
 
-// The default policy (SPEC 5): 40 at once, then 20 per second, per agent, whichever replica answers.
+// The default policy: 40 at once, then 20 per second, per agent, whichever replica answers.
 const CAPACITY = 40
 const REFILL = 20
 const AGENTS = 4

@@ -11,7 +11,7 @@ const nowS = () => Math.floor(Date.now() / 1000)
 const call = (app: FastifyInstance, headers: Record<string, string> = {}, url = '/v1/sse-tickets') =>
   app.inject({ method: 'POST', url, headers })
 
-/** A refusal as SPEC 3 wants it: 401, a Bearer challenge, the error JSON, and never the token. */
+/** A refusal as the contract wants it: 401, a Bearer challenge, the error JSON, and never the token. */
 async function refused(t: Test, app: FastifyInstance, token: string, reason: RegExp) {
   const res = await call(app, bearer(token))
   t.equal(res.statusCode, 401, `401 for ${reason}`)

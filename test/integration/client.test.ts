@@ -235,7 +235,7 @@ t.test('a gap: /v1/scores is refetched for the items and painted before onGap', 
 
 t.test(
   'a resume the gateway cannot serve (its history is gone): onGap, then live from its current position',
-  { todo: 'needs the 400 for a Last-Event-ID newer than any event (SPEC 4) on the server' },
+  { todo: 'needs the 400 for a Last-Event-ID newer than any event on the server' },
   async (t) => {
     const before = await buildTestApp(t, { DRAIN_MS: '100', SSE_RETRY_MS: '100' })
     const url = await listen(before)

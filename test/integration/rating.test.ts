@@ -50,7 +50,7 @@ t.test('bad bodies are 400 naming the field (413 when too big) and never reach O
     const res = await post(payload)
     t.equal(res.statusCode, 400, `${name}: 400`)
     const body = res.json()
-    t.equal(body.statusCode, 400, `${name}: SPEC error JSON`)
+    t.equal(body.statusCode, 400, `${name}: the error JSON`)
     t.equal(body.error, 'Bad Request')
     t.match(body.message, field, `${name}: names the field (${body.message})`)
   }

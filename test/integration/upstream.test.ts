@@ -12,7 +12,7 @@ async function post(app: FastifyInstance) {
   return app.inject({ method: 'POST', url: '/v1/rating', headers: bearer(await mint({ sub: 'u-up', agent_id: 'a-up' })), payload: rating })
 }
 
-t.test('OpenClaw failures become 502 / 504 / 429 with SPEC error JSON', async (t) => {
+t.test('OpenClaw failures become 502 / 504 / 429 with the error JSON', async (t) => {
   const sim = await startTestOpenClaw(t)
   const app = await buildTestApp(t, openclawEnv(sim, 1500))
   const published: unknown[] = []

@@ -5,7 +5,7 @@ import { ConfigError, loadConfig } from '../../src/config.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
-t.test('defaults of SPEC 7', async (t) => {
+t.test('the documented defaults', async (t) => {
   const config = loadConfig({ JWT_SECRET: 's' })
   t.match(config, {
     PORT: 3000,
