@@ -6,6 +6,14 @@ import { describeSchemaError } from './shared/schema-error.js'
 /** The error JSON every failure answers (`statusCode`, `error`, `message`), for route schemas and /docs. */
 export const ErrorResponse = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() })
 
+/** Route response schemas for the error statuses a route can answer: `errorResponses(400, 401)`. */
+export function errorResponses(...statuses: number[]): Record<number, typeof ErrorResponse> {
+  return Object.fromEntries(statuses.map((status) => [status, ErrorResponse]))
+}
+
+/** What a route with a bearer token declares for /docs. */
+export const BEARER = [{ bearer: [] }]
+
 /** An error a client can act on: its status, a message without secrets, and headers to send. */
 export class HttpError extends Error {
   constructor(

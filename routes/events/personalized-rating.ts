@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { Type, type Static } from 'typebox'
 import { isEventId } from '../../src/events/event-id.js'
-import { ErrorResponse, HttpError } from '../../src/errors.js'
+import { BEARER, errorResponses, HttpError } from '../../src/errors.js'
 import { parseItems } from '../../src/events/items.js'
 
 const Query = Type.Object(
@@ -23,8 +23,8 @@ export default async function (app: FastifyInstance) {
         summary: 'SSE stream of personalized score events (JWT header, cookie or ticket)',
         querystring: Query,
         produces: ['text/event-stream'],
-        response: { 400: ErrorResponse, 401: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse },
-        security: [{ bearer: [] }]
+        response: errorResponses(400, 401, 429, 503),
+        security: BEARER
       }
     },
     async (request, reply) => {

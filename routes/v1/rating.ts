@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { RatingSchema, ScoreEventSchema } from '../../src/rating.js'
-import { ErrorResponse } from '../../src/errors.js'
+import { BEARER, errorResponses } from '../../src/errors.js'
 import { UpstreamError, upstreamHttpError } from '../../src/upstream/errors.js'
 
 /** POST /v1/rating: the REST proxy. Validate, charge the `rest` bucket (the route's preHandler, from config.bucket), forward, publish. */
@@ -13,18 +13,9 @@ export default async function ratingRoute(fastify: FastifyInstance) {
       config: { bucket: 'rest' },
       schema: {
         summary: 'Forward a rating to OpenClaw and answer its personalized score event',
-        security: [{ bearer: [] }],
+        security: BEARER,
         body: RatingSchema,
-        response: {
-          200: ScoreEventSchema,
-          400: ErrorResponse,
-          401: ErrorResponse,
-          413: ErrorResponse,
-          429: ErrorResponse,
-          502: ErrorResponse,
-          503: ErrorResponse,
-          504: ErrorResponse
-        }
+        response: { 200: ScoreEventSchema, ...errorResponses(400, 401, 413, 429, 502, 503, 504) }
       }
     },
     async (request) => {

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { createHash } from 'node:crypto'
 import { Type, type Static } from 'typebox'
 import { ID_MAX_LENGTH, ScoreEventSchema } from '../../src/rating.js'
-import { ErrorResponse, HttpError } from '../../src/errors.js'
+import { BEARER, errorResponses, HttpError } from '../../src/errors.js'
 import { parseItems } from '../../src/events/items.js'
 
 /** Items one call may ask for: a page's worth of cards. */
@@ -22,8 +22,8 @@ export default async function (app: FastifyInstance) {
       schema: {
         summary: "The caller's latest score event per listed item",
         querystring: Query,
-        response: { 200: Scores, 304: Type.Null(), 400: ErrorResponse, 401: ErrorResponse, 429: ErrorResponse },
-        security: [{ bearer: [] }]
+        response: { 200: Scores, 304: Type.Null(), ...errorResponses(400, 401, 429, 503) },
+        security: BEARER
       }
     },
     async (request, reply) => {

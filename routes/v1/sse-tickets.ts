@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { ErrorResponse } from '../../src/errors.js'
+import { BEARER, errorResponses } from '../../src/errors.js'
 
 const Ticket = Type.Object({
   ticket: Type.String({ description: 'Single use: pass it as ?ticket= to GET /events/personalized-rating' }),
@@ -14,8 +14,8 @@ const sseTickets: FastifyPluginAsyncTypebox = async (app) => {
       config: { bucket: 'read' },
       schema: {
         summary: 'Single-use ticket that opens one SSE stream for the caller (any replica)',
-        security: [{ bearer: [] }],
-        response: { 201: Ticket, 401: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse }
+        security: BEARER,
+        response: { 201: Ticket, ...errorResponses(401, 429, 503) }
       }
     },
     async (request, reply) => {
