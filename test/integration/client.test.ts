@@ -215,7 +215,7 @@ t.test('a gap: /v1/scores is refetched for the items and painted before onGap', 
       await cluster.publisher.events.publish(event, 'feed')
     }
   })
-  await waitFor('onGap', () => got.log.includes('gap'))
+  await waitFor('onGap', () => got.log.includes('gap'), 60_000) // reconnects back off: generous on a loaded machine
   const shown = new Map<string, number>()
   for (const entry of got.log.slice(0, got.log.indexOf('gap'))) if (entry !== 'gap') shown.set(entry.item_id, entry.rating)
   t.same(shown, latest, 'when onGap runs, every card already holds its latest score')
@@ -247,7 +247,7 @@ t.test(
     await before.close()
     const after = await buildTestApp(t, { SSE_RETRY_MS: '100' }) // a key prefix of its own: no history at all
     await after.listen({ port, host: '127.0.0.1' })
-    await waitFor('onGap', () => got.log.includes('gap'))
+    await waitFor('onGap', () => got.log.includes('gap'), 60_000) // reconnects back off: generous on a loaded machine
     await got.live()
     await after.events.publish(score('hub', 'h-0', 2, 1), 'feed')
     await waitFor('a score from the new history', () => got.scores.at(-1)?.rating === 2)
