@@ -38,7 +38,7 @@ export default fp(
       metrics: app.redis ? app.metrics : undefined,
       log: app.log
     })
-    const authenticator = new Authenticator(verifier, tickets)
+    const authenticator = new Authenticator(verifier, tickets, (principal) => app.revocations.isRevoked(principal))
     // Functions, not the instance: callers may pass `app.tickets.redeem` on by itself.
     app.decorate('tickets', {
       issue: (principal: Principal) => tickets.issue(principal),
@@ -52,5 +52,5 @@ export default fp(
     })
     app.addHook('onClose', async () => tickets.close())
   },
-  { name: 'auth', dependencies: ['redis', 'metrics', '@fastify/cookie', 'ip-limit'] }
+  { name: 'auth', dependencies: ['redis', 'metrics', '@fastify/cookie', 'ip-limit', 'revocations'] }
 )

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { limitsOf } from '../src/limits/policies.js'
 import { SSE_HEADERS } from '../src/sse/frame.js'
+import { deliveryRules } from '../src/sse/delivery.js'
 import { SseHub, type OpenRequest } from '../src/sse/hub.js'
 import { MemoryStreamSlots, RedisStreamSlots } from '../src/sse/stream-slots.js'
 
@@ -12,6 +12,8 @@ declare module 'fastify' {
     sseHub: {
       /** Opens the caller's stream on `reply` (429 over the agent's cap, 503 while draining). */
       open(request: FastifyRequest, reply: FastifyReply, options: StreamOptions): Promise<void>
+      /** Open streams per agent over every replica. */
+      openPerAgent(): Promise<Map<string, number>>
     }
   }
 }
@@ -31,8 +33,7 @@ export default fp(
     const { config, metrics } = app
     const slots = app.redis ? new RedisStreamSlots(app.redis, app.keys) : new MemoryStreamSlots()
     const hub = new SseHub(
-      // Policies are loaded once at startup: the bucket's shape is made once, not per event.
-      { bus: app.events, slots, delivery: limitsOf(app.buckets.policy('delivery')), metrics, log: app.log },
+      { bus: app.events, slots, delivery: deliveryRules((agentId) => app.buckets.effective('delivery', agentId)), metrics, log: app.log },
       {
         heartbeatMs: config.SSE_HEARTBEAT_MS,
         retryMs: config.SSE_RETRY_MS,
@@ -43,10 +44,19 @@ export default fp(
     )
     app.decorate('sseHub', {
       open: (request: FastifyRequest, reply: FastifyReply, options: StreamOptions) =>
-        hub.open({ ...options, principal: request.principal, sink: reply.raw, log: request.log, begin: () => sendHead(reply) })
+        hub.open({ ...options, principal: request.principal, sink: reply.raw, log: request.log, begin: () => sendHead(reply) }),
+      openPerAgent: () => hub.openPerAgent()
+    })
+    // A revocation heard here (local, broadcast or reload) ends the revoked streams of this replica.
+    const stopRevoking = app.revocations.onRevoke(() => {
+      const ended = hub.revoke((owner) => app.revocations.isRevoked(owner))
+      if (ended) app.log.info({ streams: ended }, 'revoked streams ended')
     })
     app.addHook('preClose', () => hub.drain())
-    app.addHook('onClose', () => hub.close())
+    app.addHook('onClose', () => {
+      stopRevoking()
+      return hub.close()
+    })
   },
-  { name: 'sse-hub', dependencies: ['metrics', 'events', 'buckets', 'auth', 'redis'] }
+  { name: 'sse-hub', dependencies: ['metrics', 'events', 'buckets', 'auth', 'redis', 'revocations'] }
 )

@@ -1,11 +1,16 @@
 import { envSchema } from 'env-schema'
 import { Type, type Static } from 'typebox'
+import { MAX_TIMER_MS } from './shared/clock.js'
 import { describeSchemaError, type SchemaError } from './shared/schema-error.js'
 
 /** Every setting of the gateway (and every bound it enforces), read from the environment. */
 export const ConfigSchema = Type.Object({
   PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535 }),
   HOST: Type.String({ default: '0.0.0.0' }),
+  /** A listener of its own for /admin (then /admin is not served on PORT). */
+  ADMIN_PORT: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+  /** Seconds a revocation is kept: at least the longest life of the tokens your issuer signs. */
+  REVOCATION_TTL_S: Type.Integer({ default: 86400, minimum: 1 }),
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
 
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
@@ -67,6 +72,10 @@ export const ConfigSchema = Type.Object({
   FORWARD_BACKOFF_MAX_MS: Type.Integer({ default: 10000, minimum: 1 }),
   /** Queue entries one replica holds in memory at once (waiting for a token, a retry or OpenClaw). */
   FORWARD_HELD_MAX: Type.Integer({ default: 1000, minimum: 1 }),
+  /** Longest upstream Retry-After honoured: a longer one (or an absurd one) waits this long. */
+  FORWARD_RETRY_AFTER_MAX_MS: Type.Integer({ default: 60000, minimum: 0, maximum: MAX_TIMER_MS }),
+  /** Dead-lettered ratings kept (the oldest go first beyond it). */
+  DEAD_LETTERS_MAX: Type.Integer({ default: 10000, minimum: 1 }),
 
   SSE_HEARTBEAT_MS: Type.Integer({ default: 15000, minimum: 100 }),
   SSE_RETRY_MS: Type.Integer({ default: 2000, minimum: 0 }),
@@ -80,7 +89,11 @@ export const ConfigSchema = Type.Object({
   DEMO: Type.Boolean({ default: false }),
 
   READY_CANARY_MS: Type.Integer({ default: 1000, minimum: 10 }),
-  DRAIN_MS: Type.Integer({ default: 5000, minimum: 0 })
+  DRAIN_MS: Type.Integer({ default: 5000, minimum: 0 }),
+  /** Load shedding: new requests get 503 while the event loop lags more than this (0: off)... */
+  UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ default: 1000, minimum: 0 }),
+  /** ...or while the V8 heap holds more than this (0: off). */
+  UNDER_PRESSURE_MAX_HEAP_USED_BYTES: Type.Integer({ default: 0, minimum: 0 })
 })
 
 export type Config = Static<typeof ConfigSchema>
@@ -110,6 +123,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (config.MOLTBOOK_URL && !config.OPENCLAW_URL) {
     throw new ConfigError('Invalid configuration: OPENCLAW_URL is required when MOLTBOOK_URL is set')
+  }
+  if (config.ADMIN_PORT !== undefined && config.ADMIN_PORT === config.PORT) {
+    throw new ConfigError('Invalid configuration: ADMIN_PORT must differ from PORT')
   }
   if (config.OPENCLAW_URL && !config.OPENCLAW_API_KEY) {
     throw new ConfigError('Invalid configuration: OPENCLAW_API_KEY is required when OPENCLAW_URL is set')

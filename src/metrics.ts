@@ -19,7 +19,7 @@ export function createMetrics() {
     }),
     bucketDecisions: new Counter({
       name: 'moltbridge_bucket_decisions_total',
-      help: 'Token-bucket decisions by action and result (allowed, limited, fail_open, fail_local, fail_closed)',
+      help: 'Token-bucket decisions by action and result (allowed, limited, shadow_limited, fail_open, fail_local, fail_closed)',
       labelNames: ['action', 'result'],
       registers
     }),
@@ -115,7 +115,7 @@ export function createMetrics() {
     }),
     sseClosed: new Counter({
       name: 'moltbridge_sse_streams_closed_total',
-      help: 'SSE streams closed by reason (client, slow_consumer, expired, drain)',
+      help: 'SSE streams closed by reason (client, slow_consumer, expired, drain, revoked)',
       labelNames: ['reason'],
       registers
     }),

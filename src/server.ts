@@ -33,6 +33,8 @@ function drainOnSignal(app: FastifyInstance, config: Config): void {
     {
       // SSE drain plus its last-message bound, then an OpenClaw call in flight, then a margin.
       delay: config.DRAIN_MS + config.OPENCLAW_TIMEOUT_MS + CLOSE_MARGIN_MS,
+      // SIGHUP re-reads BUCKETS_FILE (plugins/buckets.ts): never a shutdown.
+      skip: ['SIGHUP'],
       logger: { error: (message: unknown) => app.log.error(String(message)) }
     },
     async ({ signal, err }) => {

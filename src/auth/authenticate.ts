@@ -32,10 +32,22 @@ function bearer(request: CredentialsCarrier): string | undefined {
 export class Authenticator {
   constructor(
     private readonly verifier: JwtVerifier,
-    private readonly tickets: Tickets
+    private readonly tickets: Tickets,
+    /** True for a principal whose user or agent was revoked after its token was issued. */
+    private readonly revoked: (principal: Principal) => boolean = () => false
   ) {}
 
+  /**
+   * The verified caller; a 401 for a revoked one, checked after the verified-token cache and
+   * after a ticket is redeemed, so neither lets a revoked token through.
+   */
   async principal(request: CredentialsCarrier, stream: boolean): Promise<Principal> {
+    const principal = await this.credentials(request, stream)
+    if (this.revoked(principal)) throw invalidToken('token revoked: get a new token')
+    return principal
+  }
+
+  private async credentials(request: CredentialsCarrier, stream: boolean): Promise<Principal> {
     const query = request.query as Record<string, unknown>
     const param = jwtQueryParam(query)
     if (param) {

@@ -7,6 +7,8 @@ export interface Principal {
   scopes: string[]
   /** Expiry, Unix seconds, when the token has one. */
   exp?: number
+  /** Issued at, Unix seconds, when the token says (a revocation refuses tokens issued before it). */
+  iat?: number
   /** All verified claims, for bucket key selectors (`jwt.claims.<name>`). */
   claims: Record<string, unknown>
 }
@@ -35,7 +37,8 @@ export function principalFromClaims(claims: Record<string, unknown>): Principal 
   const sub = idClaim(claims, 'sub')
   const agentId = idClaim(claims, 'agent_id')
   const exp = typeof claims.exp === 'number' ? claims.exp : undefined
-  return { sub, agentId, scopes: scopesOf(claims), exp, claims }
+  const iat = typeof claims.iat === 'number' ? claims.iat : undefined
+  return { sub, agentId, scopes: scopesOf(claims), exp, iat, claims }
 }
 
 /** True once the principal's token has expired (allowing the configured clock tolerance). */

@@ -15,8 +15,12 @@ export interface Decision {
   retryAfterMs: number
   /** Milliseconds until the bucket is full again. */
   resetMs: number
+  /** The limits decided with: the policy's, or the agent's override (RateLimit headers show them). */
+  limits: BucketLimits
   /** Set when the limiter could not decide (Redis down, RATE_LIMIT_FAIL_MODE=closed): a 503, not a 429. */
   unavailable?: boolean
+  /** A shadow policy refused it, and it was admitted anyway. */
+  shadow?: boolean
 }
 
 /** Where buckets live: one atomic take per call, on the bucket of `agentId` for `action`. */
@@ -65,7 +69,7 @@ export class MemoryBucketStore implements BucketStore {
     if (result.resetMs > 0) this.entries.set(key, { state: result.state, limits }, { ttl: result.resetMs, start: now })
     else this.entries.delete(key)
     const { allowed, remaining, retryAfterMs, resetMs } = result
-    return { allowed, remaining, retryAfterMs, resetMs }
+    return { allowed, remaining, retryAfterMs, resetMs, limits }
   }
 
   get size(): number {
@@ -85,14 +89,21 @@ export class MemoryBucketStore implements BucketStore {
 
 /**
  * One token-bucket decision, the same steps as token-bucket.ts `take`, on Redis's clock.
- * KEYS[1] bucket hash {tokens, ts(ms)}; ARGV capacity, refill_rate (tokens/s), cost. Returns
- * {allowed 0/1, remaining, retryAfterMs, resetMs}. The key expires when the bucket would be
- * full again (a missing key is a full bucket).
+ * KEYS[1] bucket hash {tokens, ts(ms)}, KEYS[2] the agent's overrides (admin API: fields
+ * `<action>:capacity`, `<action>:refill_rate`); ARGV capacity, refill_rate (tokens/s), cost,
+ * action. An override wins over the policy in the same atomic step. Returns {allowed 0/1,
+ * remaining, retryAfterMs, resetMs, capacity, refill_rate (a string: Lua numbers come back as
+ * integers)}. The key expires when the bucket would be full again (a missing key is a full bucket).
  */
 const TAKE = `${NOW_MS_LUA}
 local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
+local own = redis.call('HMGET', KEYS[2], ARGV[4] .. ':capacity', ARGV[4] .. ':refill_rate')
+if own[1] and own[2] then
+  capacity = tonumber(own[1])
+  rate = tonumber(own[2])
+end
 local now = now_ms()
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1])
@@ -118,17 +129,19 @@ if reset > 0 then
 else
   redis.call('DEL', KEYS[1])
 end
-return {allowed, math.floor(tokens), retryAfter, reset}
+return {allowed, math.floor(tokens), retryAfter, reset, capacity, string.format('%.17g', rate)}
 `
 
 declare module 'ioredis' {
   interface RedisCommander<Context extends ClientContext> {
     moltbridgeBucketTake(
       key: string,
+      overrides: string,
       capacity: number,
       refillRate: number,
-      cost: number
-    ): Result<[number, number, number, number], Context>
+      cost: number,
+      action: string
+    ): Result<[number, number, number, number, number, string], Context>
   }
 }
 
@@ -138,17 +151,19 @@ export class RedisBucketStore implements BucketStore {
     private readonly redis: RedisClient,
     private readonly keys: Keys
   ) {
-    defineScripts(redis, { BucketTake: { keys: 1, lua: TAKE } })
+    defineScripts(redis, { BucketTake: { keys: 2, lua: TAKE } })
   }
 
   async take(agentId: string, action: Action, policy: BucketPolicy): Promise<Decision> {
-    const [allowed, remaining, retryAfterMs, resetMs] = await this.redis.moltbridgeBucketTake(
+    const [allowed, remaining, retryAfterMs, resetMs, capacity, refillRate] = await this.redis.moltbridgeBucketTake(
       this.keys.bucket(agentId, action),
+      this.keys.limits(agentId),
       policy.capacity,
       policy.refill_rate,
-      1
+      1,
+      action
     )
-    return { allowed: allowed === 1, remaining, retryAfterMs, resetMs }
+    return { allowed: allowed === 1, remaining, retryAfterMs, resetMs, limits: { capacity, refillRate: Number(refillRate) } }
   }
 
   close(): void {

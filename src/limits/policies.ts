@@ -3,6 +3,7 @@ import { Type, type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import { describeSchemaError } from '../shared/schema-error.js'
 import { ConfigError } from '../config.js'
+import type { Log } from '../logger.js'
 import type { BucketLimits } from './token-bucket.js'
 
 /** What a bucket limits: REST writes, reads (scores, tickets), feed forwarding, SSE delivery. */
@@ -15,7 +16,9 @@ export const BucketPolicySchema = Type.Object(
     bucket_name: Type.String({ minLength: 1, maxLength: 128 }),
     refill_rate: Type.Number({ exclusiveMinimum: 0 }),
     capacity: Type.Integer({ minimum: 1 }),
-    key_selector: Type.String({ pattern: '^(ip|jwt\\.claims\\.[A-Za-z0-9_:.-]+)$' })
+    key_selector: Type.String({ pattern: '^(ip|jwt\\.claims\\.[A-Za-z0-9_:.-]+)$' }),
+    /** `shadow`: decide, count and send the headers, but admit (try a limit on live traffic first). */
+    mode: Type.Optional(Type.Enum(['enforce', 'shadow']))
   },
   { additionalProperties: false }
 )
@@ -32,7 +35,8 @@ const PoliciesFile = Type.Array(
       bucket_name: BucketPolicySchema.properties.bucket_name,
       refill_rate: BucketPolicySchema.properties.refill_rate,
       capacity: BucketPolicySchema.properties.capacity,
-      key_selector: BucketPolicySchema.properties.key_selector
+      key_selector: BucketPolicySchema.properties.key_selector,
+      mode: BucketPolicySchema.properties.mode
     },
     { additionalProperties: false }
   )
@@ -76,4 +80,24 @@ export function loadPolicies(file: string | undefined): Policies {
     throw new ConfigError(`Invalid configuration: BUCKETS_FILE ${file} cannot be read as JSON (${(err as Error).message})`)
   }
   return parsePolicies(data, `BUCKETS_FILE ${file}`)
+}
+
+/**
+ * SIGHUP: BUCKETS_FILE is read again and `apply`'d when it validates; otherwise the old
+ * policies stay and the log says why.
+ */
+export function reloadPolicies(file: string | undefined, apply: (policies: Policies) => void, log: Log): void {
+  if (!file) {
+    log.warn('SIGHUP: BUCKETS_FILE is not set, the built-in policies stay')
+    return
+  }
+  let policies: Policies
+  try {
+    policies = loadPolicies(file)
+  } catch (err) {
+    log.error({ reason: (err as Error).message }, 'BUCKETS_FILE reload refused: the old policies stay')
+    return
+  }
+  apply(policies)
+  log.info({ policies }, 'bucket policies reloaded from BUCKETS_FILE')
 }

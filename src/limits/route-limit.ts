@@ -1,7 +1,7 @@
 import type { Principal } from '../auth/credentials.js'
 import { HttpError } from '../errors.js'
 import type { Limiter } from './limiter.js'
-import { limitsOf, type Action } from './policies.js'
+import type { Action } from './policies.js'
 import { rateLimitHeaders, retryAfterSeconds } from './token-bucket.js'
 
 /** What a bucket key is read from: the client address, or a claim of the verified caller. */
@@ -25,16 +25,21 @@ export function keySelector(selector: string): (caller: Caller) => string {
 /**
  * The preHandler of a route limited by the bucket of `action`: charges the caller's bucket before
  * the handler, answers 429 with Retry-After when it is empty (503 when the limiter cannot decide),
- * and sets the RateLimit headers on every answer it lets through.
+ * and sets the RateLimit headers on every answer it lets through (a shadow policy's refusals
+ * included). The policy is read per request: a reloaded BUCKETS_FILE applies at once.
  */
-export function chargeBucket(limiter: Limiter, action: Action) {
-  const policy = limiter.policy(action)
-  const limits = limitsOf(policy)
-  const keyOf = keySelector(policy.key_selector)
+export function chargeBucket(limiter: Pick<Limiter, 'take' | 'policy'>, action: Action) {
+  let selector = ''
+  let keyOf: (caller: Caller) => string = () => ''
   return async (request: Caller, reply: { headers(values: Record<string, string>): unknown }): Promise<void> => {
+    const { key_selector } = limiter.policy(action)
+    if (key_selector !== selector) {
+      selector = key_selector
+      keyOf = keySelector(key_selector)
+    }
     const decision = await limiter.take(action, keyOf(request))
     if (decision.unavailable) throw new HttpError(503, 'rate limiter unavailable, retry shortly', { 'Retry-After': '1' })
-    const headers = rateLimitHeaders(action, limits, decision)
+    const headers = rateLimitHeaders(action, decision.limits, decision)
     if (!decision.allowed) {
       const seconds = retryAfterSeconds(decision.retryAfterMs)
       throw new HttpError(429, `rate limit of ${action} exceeded: retry in ${seconds} s`, { ...headers, 'Retry-After': String(seconds) })

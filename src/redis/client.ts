@@ -12,6 +12,21 @@ export interface RedisSettings {
   clusterNodes?: string
 }
 
+/** Every key matching `pattern`, on every primary of a cluster (SCAN: for admin calls, never a hot path). */
+export async function scanKeys(redis: RedisClient, pattern: string): Promise<string[]> {
+  const nodes = redis instanceof Cluster ? redis.nodes('master') : [redis]
+  const found = new Set<string>()
+  for (const node of nodes) {
+    let cursor = '0'
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 500)
+      cursor = next
+      for (const key of keys) found.add(key)
+    } while (cursor !== '0')
+  }
+  return [...found]
+}
+
 /** How long start-up waits for the main connection before serving anyway (stores then fail fast). */
 const FIRST_CONNECT_MS = 2000
 

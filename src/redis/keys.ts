@@ -12,6 +12,11 @@ export function createKeys(prefix: string) {
     prefix,
     bucket: (agentId: string, action: string) => `${agent(agentId)}:bucket:${action}`,
     streams: (agentId: string) => `${agent(agentId)}:streams`,
+    /** SCAN pattern of every agent's `streams` key, and the agent a matching key belongs to. */
+    streamsPattern: `${prefix}:{a:*}:streams`,
+    agentOfStreams: (key: string) => key.slice(`${prefix}:{a:`.length, -'}:streams'.length),
+    /** An agent's own bucket policies (admin overrides), read by the bucket script in the same slot. */
+    limits: (agentId: string) => `${agent(agentId)}:limits`,
     history: (userId: string) => `${user(userId)}:history`,
     /** The newest id trimmed out of a user's history: a resume from before it has a gap. */
     historyTrimmed: (userId: string) => `${user(userId)}:history:trimmed`,
@@ -22,6 +27,11 @@ export function createKeys(prefix: string) {
     events: `${prefix}:{events}:stream`,
     lease: `${prefix}:{lease}:ingest`,
     fence: `${prefix}:{lease}:fence`,
-    ipLimit: `${prefix}:ip:`
+    ipLimit: `${prefix}:ip:`,
+    /** Admin state every replica reloads: revocations, the index of overrides, dead letters; the broadcast channel. */
+    revocations: `${prefix}:{admin}:revocations`,
+    overrides: `${prefix}:{admin}:overrides`,
+    deadLetters: `${prefix}:{deadletters}:stream`,
+    broadcast: `${prefix}:{admin}:broadcast`
   }
 }

@@ -36,6 +36,9 @@ export const gapFrame = (oldestId: string): string => `event: gap\ndata: ${oldes
 /** Sent when the caller's token expires, just before the stream ends. */
 export const EXPIRED_FRAME = `event: expired\ndata: ${JSON.stringify({ reason: 'token expired' })}\n\n`
 
+/** Sent when an operator revoked the caller's user or agent, just before the stream ends. */
+export const REVOKED_FRAME = `event: revoked\ndata: ${JSON.stringify({ reason: 'access revoked' })}\n\n`
+
 /** Response headers of every stream (README: why the hub writes to the socket itself). */
 export const SSE_HEADERS = {
   'Content-Type': 'text/event-stream; charset=utf-8',

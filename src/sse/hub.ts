@@ -2,15 +2,17 @@ import { randomUUID } from 'node:crypto'
 import { HttpError } from '../errors.js'
 import type { EventBus } from '../events/event-bus.js'
 import { ListenerIndex } from '../events/listener-index.js'
-import { retryAfterSeconds, type BucketLimits } from '../limits/token-bucket.js'
+import { retryAfterSeconds } from '../limits/token-bucket.js'
 import type { Log } from '../logger.js'
 import type { Metrics } from '../metrics.js'
 import { settledWithin } from '../shared/wait.js'
 import { systemClock, type Clock } from '../shared/clock.js'
-import { DeliveryBucket } from './delivery.js'
+import { DeliveryBucket, type DeliveryRule } from './delivery.js'
 import { serializeEvent, type SerializedEvent } from './frame.js'
 import type { StreamSlots } from './stream-slots.js'
 import { LAST_MESSAGE_MS, Stream, type StreamContext, type StreamParams, type StreamSettings } from './stream.js'
+
+type StreamOwner = Stream['principal']
 
 /** A slot outlives this many missed heartbeats, then frees itself (its replica died). */
 const SLOT_HEARTBEATS = 3
@@ -27,9 +29,9 @@ export interface SseHubDeps {
   bus: Pick<EventBus, 'subscribe' | 'replay'>
   /** Counts open streams per agent across replicas; closed by close(). */
   slots: StreamSlots
-  /** The delivery policy: how fast one agent's streams on this replica get events. */
-  delivery: BucketLimits
-  metrics: Pick<Metrics, 'sseOpen' | 'sseEventsSent' | 'sseConflated' | 'sseClosed' | 'sseRefused'>
+  /** The delivery rule of an agent now: how fast its streams on this replica get events. */
+  delivery(agentId: string): DeliveryRule
+  metrics: Pick<Metrics, 'sseOpen' | 'sseEventsSent' | 'sseConflated' | 'sseClosed' | 'sseRefused' | 'bucketDecisions'>
   log: Log
   clock?: Clock
 }
@@ -97,7 +99,7 @@ export class SseHub {
       const retryAfter = String(retryAfterSeconds(slot.retryAfterMs))
       throw new HttpError(429, `agent already has ${cap} open streams`, { 'Retry-After': retryAfter })
     }
-    const delivery = this.agents.get(agentId) ?? new DeliveryBucket(this.deps.delivery)
+    const delivery = this.agents.get(agentId) ?? this.deliveryBucket(agentId)
     this.agents.set(agentId, delivery)
     delivery.streams++
     const stream: Stream = new Stream(this.context, {
@@ -121,6 +123,30 @@ export class SseHub {
       throw new HttpError(503, 'history unavailable, retry shortly', { 'Retry-After': '1' })
     }
     stream.attach(gap, request.begin)
+  }
+
+  private deliveryBucket(agentId: string): DeliveryBucket {
+    const { delivery, metrics } = this.deps
+    return new DeliveryBucket(
+      () => delivery(agentId),
+      () => metrics.bucketDecisions.inc({ action: 'delivery', result: 'shadow_limited' })
+    )
+  }
+
+  /** Ends every open stream whose owner `revoked` says is revoked (after an `event: revoked`); returns how many. */
+  revoke(revoked: (owner: StreamOwner) => boolean): number {
+    let ended = 0
+    for (const stream of this.streams) {
+      if (!revoked(stream.principal)) continue
+      stream.end('revoked')
+      ended++
+    }
+    return ended
+  }
+
+  /** Open streams per agent over every replica (the per-agent slots count them). */
+  openPerAgent(): Promise<Map<string, number>> {
+    return this.deps.slots.counts()
   }
 
   /**

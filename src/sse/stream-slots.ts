@@ -1,5 +1,5 @@
 import type { ClientContext, Result } from 'ioredis'
-import type { RedisClient } from '../redis/client.js'
+import { scanKeys, type RedisClient } from '../redis/client.js'
 import type { Keys } from '../redis/keys.js'
 import { defineScripts, NOW_MS_LUA } from '../redis/scripts.js'
 
@@ -17,6 +17,8 @@ export interface StreamSlots {
   acquire(agentId: string, streamId: string, cap: number, ttlMs: number): Promise<SlotResult>
   refresh(agentId: string, streamId: string, ttlMs: number): Promise<void>
   release(agentId: string, streamId: string): Promise<void>
+  /** Open streams per agent (agents with none left out), counted over every replica. */
+  counts(): Promise<Map<string, number>>
   close(): Promise<void>
 }
 
@@ -58,6 +60,16 @@ export class MemoryStreamSlots implements StreamSlots {
     if (slots?.size === 0) this.agents.delete(agentId)
   }
 
+  async counts(): Promise<Map<string, number>> {
+    const now = this.now()
+    const counts = new Map<string, number>()
+    for (const [agentId, slots] of this.agents) {
+      const open = [...slots.values()].filter((expiry) => expiry > now).length
+      if (open) counts.set(agentId, open)
+    }
+    return counts
+  }
+
   async close(): Promise<void> {
     this.agents.clear()
   }
@@ -87,8 +99,14 @@ if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) en
 return 1
 `
 
+/** Slots not yet expired by Redis's clock. */
+const COUNT = `${NOW_MS_LUA}
+return redis.call('ZCOUNT', KEYS[1], '(' .. now_ms(), '+inf')
+`
+
 declare module 'ioredis' {
   interface RedisCommander<Context extends ClientContext> {
+    moltbridgeSlotCount(key: string): Result<number, Context>
     moltbridgeSlotAcquire(key: string, streamId: string, cap: number, ttlMs: number): Result<[number, number], Context>
     moltbridgeSlotRefresh(key: string, streamId: string, ttlMs: number): Result<number, Context>
   }
@@ -100,7 +118,11 @@ export class RedisStreamSlots implements StreamSlots {
     private readonly redis: RedisClient,
     private readonly keys: Keys
   ) {
-    defineScripts(redis, { SlotAcquire: { keys: 1, lua: ACQUIRE }, SlotRefresh: { keys: 1, lua: REFRESH } })
+    defineScripts(redis, {
+      SlotAcquire: { keys: 1, lua: ACQUIRE },
+      SlotRefresh: { keys: 1, lua: REFRESH },
+      SlotCount: { keys: 1, lua: COUNT }
+    })
   }
 
   async acquire(agentId: string, streamId: string, cap: number, ttlMs: number): Promise<SlotResult> {
@@ -114,6 +136,16 @@ export class RedisStreamSlots implements StreamSlots {
 
   async release(agentId: string, streamId: string): Promise<void> {
     await this.redis.zrem(this.keys.streams(agentId), streamId)
+  }
+
+  /** SCAN for the agents' keys (on every primary of a cluster): an admin call, not a hot path. */
+  async counts(): Promise<Map<string, number>> {
+    const counts = new Map<string, number>()
+    for (const key of await scanKeys(this.redis, this.keys.streamsPattern)) {
+      const open = await this.redis.moltbridgeSlotCount(key)
+      if (open > 0) counts.set(this.keys.agentOfStreams(key), open)
+    }
+    return counts
   }
 
   /** The connection belongs to whoever opened it; slots of this replica's streams were released as they closed. */

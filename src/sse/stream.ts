@@ -5,9 +5,9 @@ import type { Metrics } from '../metrics.js'
 import type { Clock } from '../shared/clock.js'
 import { ConflatingBuffer } from './conflation.js'
 import type { DeliveryBucket } from './delivery.js'
-import { EXPIRED_FRAME, gapFrame, HEARTBEAT_FRAME, retryFrame, serializeEvent, type SerializedEvent } from './frame.js'
+import { EXPIRED_FRAME, gapFrame, HEARTBEAT_FRAME, retryFrame, REVOKED_FRAME, serializeEvent, type SerializedEvent } from './frame.js'
 
-export type CloseReason = 'client' | 'slow_consumer' | 'expired' | 'drain'
+export type CloseReason = 'client' | 'slow_consumer' | 'expired' | 'drain' | 'revoked'
 
 /** A socket that does not take a stream's last message (expired event, retry hint) within this is cut. */
 export const LAST_MESSAGE_MS = 2000
@@ -51,7 +51,7 @@ export interface StreamContext {
 
 export interface StreamParams {
   id: string
-  principal: Pick<Principal, 'sub' | 'agentId' | 'scopes' | 'exp'>
+  principal: Pick<Principal, 'sub' | 'agentId' | 'scopes' | 'exp' | 'iat'>
   /** Only these items (the `items=` query); null: every item. */
   items: string[] | null
   sink: StreamSink
@@ -99,6 +99,11 @@ export class Stream {
     this.userId = params.principal.scopes.includes(ALL_SCOPE) ? null : params.principal.sub
     this.items = params.items ? new Set(params.items) : null
     context.metrics.sseOpen.inc()
+  }
+
+  /** Whose stream this is. */
+  get principal(): StreamParams['principal'] {
+    return this.params.principal
   }
 
   private matches(stored: StoredEvent): boolean {
@@ -230,6 +235,7 @@ export class Stream {
     }
     if (sent) metrics.sseEventsSent.inc(sent)
     if (this.ending === 'expired') chunk += EXPIRED_FRAME
+    if (this.ending === 'revoked') chunk += REVOKED_FRAME
     if (this.ending === 'drain') chunk += retryFrame(settings.retryMs)
     if (chunk) this.write(chunk)
     if (this.ending) sink.end()

@@ -25,7 +25,7 @@ async function testHub(t: Teardown, drainMs = 0) {
   await bus.start()
   const slots = new MemoryStreamSlots({ now: clock.now })
   const hub = new SseHub(
-    { bus, slots, delivery: { capacity: 1000, refillRate: 1000 }, metrics, log, clock },
+    { bus, slots, delivery: () => ({ limits: { capacity: 1000, refillRate: 1000 }, shadow: false }), metrics, log, clock },
     { heartbeatMs: 60_000, retryMs: 1500, maxUnsentBytes: 64 * 1024, maxStreamsPerAgent: 2, drainMs }
   )
   t.teardown(async () => {

@@ -102,7 +102,7 @@ async function openTestStream(options: Options = {}) {
     principal: { sub: 'alice', agentId: 'agent-1', scopes: [], exp: options.exp },
     items: null,
     sink: socket,
-    delivery: new DeliveryBucket(options.delivery ?? { capacity: 100_000, refillRate: 100_000 }),
+    delivery: new DeliveryBucket(() => ({ limits: options.delivery ?? { capacity: 100_000, refillRate: 100_000 }, shadow: false })),
     onFinish: () => finished++
   }
   const stream = new Stream(
