@@ -1,22 +1,29 @@
+import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { DeadLetters, MemoryDeadLetterStore, RedisDeadLetterStore } from '../src/forward/dead-letters.js'
 import { MemoryDedupStore, RedisDedupStore } from '../src/forward/dedup.js'
 import { Forwarder } from '../src/forward/forwarder.js'
 import { MemoryQueueStore, RedisQueueStore } from '../src/forward/queue.js'
 
-/** What the feed needs of the forwarder: a durable queue with a high- and a low-water mark. */
-type ForwardIntake = Pick<Forwarder, 'enqueue' | 'full' | 'waitForRoom'>
+/** What the feed needs of the forwarder (a durable queue with a high- and a low-water mark), and its depth. */
+type ForwardIntake = Pick<Forwarder, 'enqueue' | 'full' | 'waitForRoom' | 'depths'>
 
 declare module 'fastify' {
   interface FastifyInstance {
     forwarder: ForwardIntake
+    /** Ratings OpenClaw refused for good: list, retry once, drop (admin API). */
+    deadLetters: Pick<DeadLetters, 'list' | 'size' | 'retry' | 'drop'>
   }
 }
 
+/** Without OPENCLAW_URL: nothing is queued, nothing is dead-lettered. */
 const disabled: ForwardIntake = {
   enqueue: () => Promise.reject(new Error('the forwarder needs OPENCLAW_URL')),
   full: () => false,
-  waitForRoom: () => Promise.resolve()
+  waitForRoom: () => Promise.resolve(),
+  depths: async () => []
 }
+const noDeadLetters: FastifyInstance['deadLetters'] = { list: async () => [], size: async () => 0, retry: async () => false, drop: async () => false }
 
 /** Forwards each queued feed rating to OpenClaw once and publishes its score (src/forward/forwarder.ts). */
 export default fp(
@@ -24,6 +31,7 @@ export default fp(
     const { config, redis, keys, replicaId } = app
     if (!config.OPENCLAW_URL) {
       app.decorate('forwarder', disabled)
+      app.decorate('deadLetters', noDeadLetters)
       return
     }
     const claimMs = config.QUEUE_CLAIM_MS
@@ -33,10 +41,12 @@ export default fp(
     const dedup = redis
       ? new RedisDedupStore(redis, keys, { ttlSeconds: config.DEDUP_TTL, owner: replicaId })
       : new MemoryDedupStore({ ttlSeconds: config.DEDUP_TTL })
+    const deadLetters = redis ? new RedisDeadLetterStore(redis, keys, config.DEAD_LETTERS_MAX) : new MemoryDeadLetterStore(config.DEAD_LETTERS_MAX)
     const forwarder = new Forwarder(
       {
         queue,
         dedup,
+        deadLetters,
         take: (action, agent) => app.buckets.take(action, agent),
         rate: (rating) => app.openclaw.rate(rating, 'feed'),
         publish: (event) => app.events.publish(event, 'feed'),
@@ -54,7 +64,11 @@ export default fp(
     )
     forwarder.start()
     app.decorate('forwarder', forwarder)
-    app.addHook('onClose', () => forwarder.close())
+    app.decorate('deadLetters', new DeadLetters(deadLetters, queue))
+    app.addHook('onClose', async () => {
+      await forwarder.close()
+      await deadLetters.close()
+    })
   },
   { name: 'forwarder', dependencies: ['metrics', 'redis', 'buckets', 'openclaw', 'events'] }
 )

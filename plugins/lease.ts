@@ -5,7 +5,7 @@ import { MemoryLeaseStore, RedisLeaseStore } from '../src/feed/lease-store.js'
 declare module 'fastify' {
   interface FastifyInstance {
     /** Whether this replica reads the feed now (src/feed/leader.ts). */
-    lease: Pick<Leader, 'self' | 'isLeader'>
+    lease: Pick<Leader, 'self' | 'isLeader' | 'detail'>
   }
 }
 

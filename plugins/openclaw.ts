@@ -16,7 +16,7 @@ declare module 'fastify' {
 /** The OpenClaw client (OPENCLAW_URL); without it every call is a 503. */
 export default fp(
   async (app) => {
-    const { OPENCLAW_URL, OPENCLAW_API_KEY, OPENCLAW_TIMEOUT_MS, OPENCLAW_CONCURRENCY } = app.config
+    const { OPENCLAW_URL, OPENCLAW_API_KEY, OPENCLAW_TIMEOUT_MS, OPENCLAW_CONCURRENCY, FORWARD_RETRY_AFTER_MAX_MS } = app.config
     if (!OPENCLAW_URL || !OPENCLAW_API_KEY) {
       app.decorate('openclaw', {
         rate: () => Promise.reject(new HttpError(503, 'OpenClaw is not configured'))
@@ -24,7 +24,13 @@ export default fp(
       return
     }
     const client = new OpenClawClient(
-      { url: OPENCLAW_URL, apiKey: OPENCLAW_API_KEY, timeoutMs: OPENCLAW_TIMEOUT_MS, connections: OPENCLAW_CONCURRENCY },
+      {
+        url: OPENCLAW_URL,
+        apiKey: OPENCLAW_API_KEY,
+        timeoutMs: OPENCLAW_TIMEOUT_MS,
+        connections: OPENCLAW_CONCURRENCY,
+        retryAfterMaxMs: FORWARD_RETRY_AFTER_MAX_MS
+      },
       app.metrics
     )
     app.decorate('openclaw', client)

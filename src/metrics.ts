@@ -98,6 +98,12 @@ export function createMetrics() {
       labelNames: ['reason'],
       registers
     }),
+    forwardDeadLettered: new Counter({
+      name: 'moltbridge_forward_dead_lettered_total',
+      help: 'Ratings OpenClaw refused for good, set aside as dead letters, by reason (rejected, invalid_response)',
+      labelNames: ['reason'],
+      registers
+    }),
     sseOpen: new Gauge({
       name: 'moltbridge_sse_streams_open',
       help: 'Open SSE streams on this replica',

@@ -8,16 +8,16 @@ import { ReplicatedMap } from './replicated-map.js'
 
 export type RevocationKind = 'user' | 'agent'
 
-/** `user:<sub>` or `agent:<agent_id>` → revoked at (Unix seconds): tokens issued before it are refused. */
+/** `user:<sub>` or `agent:<agent_id>` → revoked at (Unix ms): tokens issued before it are refused. */
 export type RevokedSince = Map<string, number>
 
 const member = (kind: RevocationKind, id: string) => `${kind}:${id}`
 
 /** Where revocations are kept, each for `ttlS` seconds (the longest life of a token issued before it). */
 export interface RevocationStore {
-  add(kind: RevocationKind, id: string, atS: number, ttlS: number): Promise<void>
-  /** Every revocation younger than `ttlS` at `nowS`. */
-  list(nowS: number, ttlS: number): Promise<RevokedSince>
+  add(kind: RevocationKind, id: string, atMs: number, ttlS: number): Promise<void>
+  /** Every revocation younger than `ttlS` at `nowMs`. */
+  list(nowMs: number, ttlS: number): Promise<RevokedSince>
   close(): Promise<void>
 }
 
@@ -25,13 +25,13 @@ export interface RevocationStore {
 export class MemoryRevocationStore implements RevocationStore {
   private readonly revoked: RevokedSince = new Map()
 
-  async add(kind: RevocationKind, id: string, atS: number): Promise<void> {
+  async add(kind: RevocationKind, id: string, atMs: number): Promise<void> {
     const key = member(kind, id)
-    this.revoked.set(key, Math.max(atS, this.revoked.get(key) ?? 0))
+    this.revoked.set(key, Math.max(atMs, this.revoked.get(key) ?? 0))
   }
 
-  async list(nowS: number, ttlS: number): Promise<RevokedSince> {
-    for (const [key, atS] of this.revoked) if (atS <= nowS - ttlS) this.revoked.delete(key)
+  async list(nowMs: number, ttlS: number): Promise<RevokedSince> {
+    for (const [key, atMs] of this.revoked) if (atMs <= nowMs - ttlS * 1000) this.revoked.delete(key)
     return new Map(this.revoked)
   }
 
@@ -51,18 +51,18 @@ export class RedisRevocationStore implements RevocationStore {
     private readonly keys: Pick<Keys, 'revocations'>
   ) {}
 
-  async add(kind: RevocationKind, id: string, atS: number, ttlS: number): Promise<void> {
+  async add(kind: RevocationKind, id: string, atMs: number, ttlS: number): Promise<void> {
     const key = this.keys.revocations
     await this.redis
       .multi()
-      .zadd(key, 'GT', atS, member(kind, id))
-      .zremrangebyscore(key, '-inf', atS - ttlS)
+      .zadd(key, 'GT', atMs, member(kind, id))
+      .zremrangebyscore(key, '-inf', atMs - ttlS * 1000)
       .expire(key, ttlS)
       .exec()
   }
 
-  async list(nowS: number, ttlS: number): Promise<RevokedSince> {
-    const flat = await this.redis.zrangebyscore(this.keys.revocations, `(${nowS - ttlS}`, '+inf', 'WITHSCORES')
+  async list(nowMs: number, ttlS: number): Promise<RevokedSince> {
+    const flat = await this.redis.zrangebyscore(this.keys.revocations, `(${nowMs - ttlS * 1000}`, '+inf', 'WITHSCORES')
     const revoked: RevokedSince = new Map()
     for (let i = 0; i < flat.length; i += 2) revoked.set(flat[i], Number(flat[i + 1]))
     return revoked
@@ -90,8 +90,9 @@ export interface RevocationsOptions {
 /**
  * Revoked users and agents, as every replica knows them: their tokens issued (`iat`) before the
  * revocation are refused, and their open streams are closed. Checked on every authenticated
- * request, so it is a lookup in memory; whole seconds, like `iat` (a token issued in the
- * second of the revocation is accepted, as in Keycloak's not-before policy).
+ * request, so it is a lookup in memory. `iat` has whole seconds: a token of the revocation's
+ * own second may have been issued before it, so it is refused too (a new token works from the
+ * next second on).
  */
 export class Revocations {
   private readonly revoked: ReplicatedMap<number>
@@ -105,7 +106,7 @@ export class Revocations {
     this.revoked = new ReplicatedMap({
       broadcast: deps.broadcast,
       topic: 'revocation',
-      load: () => deps.store.list(this.nowS(), options.ttlS),
+      load: () => deps.store.list(this.clock.wallMs(), options.ttlS),
       log: deps.log,
       clock: this.clock
     })
@@ -115,34 +116,30 @@ export class Revocations {
     return this.revoked.start(this.options.reloadMs)
   }
 
-  /** Revokes now: kept in the store, applied here at once and broadcast. Resolves to the time (Unix s). */
+  /** Revokes now: kept in the store, applied here at once and broadcast. Resolves to the time (Unix ms). */
   async revoke(kind: RevocationKind, id: string): Promise<number> {
-    const atS = this.nowS()
-    await this.deps.store.add(kind, id, atS, this.options.ttlS)
-    await this.revoked.publish(member(kind, id), atS)
-    return atS
+    const atMs = Math.floor(this.clock.wallMs())
+    await this.deps.store.add(kind, id, atMs, this.options.ttlS)
+    await this.revoked.publish(member(kind, id), atMs)
+    return atMs
   }
 
   /** True when the caller's user or agent was revoked after its token was issued (no `iat`: issued before). */
   isRevoked(principal: Pick<Principal, 'sub' | 'agentId' | 'iat'>): boolean {
     if (this.revoked.size === 0) return false
     const since = Math.max(this.revoked.get(member('user', principal.sub)) ?? -Infinity, this.revoked.get(member('agent', principal.agentId)) ?? -Infinity)
-    return since !== -Infinity && (principal.iat === undefined || principal.iat < since)
+    return since !== -Infinity && (principal.iat === undefined || principal.iat * 1000 < since)
   }
 
   /** Called whenever a revocation becomes known here (local, broadcast or reload). Returns unsubscribe. */
   onRevoke(listener: () => void): () => void {
-    return this.revoked.onChange((_key, atS) => {
-      if (atS !== null) listener()
+    return this.revoked.onChange((_key, atMs) => {
+      if (atMs !== null) listener()
     })
   }
 
   async close(): Promise<void> {
     this.revoked.close()
     await this.deps.store.close()
-  }
-
-  private nowS(): number {
-    return Math.floor(this.clock.wallMs() / 1000)
   }
 }

@@ -3,6 +3,7 @@ import type { Log } from '../logger.js'
 import type { Metrics } from '../metrics.js'
 import type { FeedRating } from '../rating.js'
 import { backoffDelay, type BackoffOptions } from '../shared/backoff.js'
+import { clampDelay } from '../shared/clock.js'
 import { OutageLog } from '../shared/outage-log.js'
 import { settledWithin, Wakeable } from '../shared/wait.js'
 import { parseFeedMessage, type InvalidReason } from './feed-message.js'
@@ -259,7 +260,7 @@ export class FeedIngest {
         }
         awaitingPong = true
         ws.ping()
-      }, pingMs).unref()
+      }, clampDelay(pingMs)).unref()
     })
     ws.on('pong', () => {
       awaitingPong = false
@@ -284,7 +285,7 @@ export class FeedIngest {
       log.debug({ url, delayMs: delay }, 'moltbook reconnect scheduled')
       session.reconnectTimer = setTimeout(() => {
         if (!session.stopped) this.connect(session, next)
-      }, delay)
+      }, clampDelay(delay))
     })
   }
 }

@@ -1,3 +1,5 @@
+import { clampDelay } from '../shared/clock.js'
+
 /**
  * The queue depth as last read, the high-water mark (`full`) and the low-water mark (half of
  * it) that releases `waitForRoom`: hysteresis, so the feed does not flap around one value.
@@ -41,7 +43,7 @@ export class DepthGauge {
         .then((depth) => this.set(depth))
         .catch(() => {}) // the queue is away: its own calls report the outage
         .finally(() => (this.reading = false))
-    }, everyMs).unref()
+    }, clampDelay(everyMs)).unref()
   }
 
   /** Stops polling and lets every waiter go. */

@@ -2,10 +2,11 @@ import type { Log } from '../logger.js'
 import type { Metrics } from '../metrics.js'
 import { agentOf, toRating, type FeedRating, type Rating, type ScoreEvent } from '../rating.js'
 import { backoffDelay, type BackoffOptions } from '../shared/backoff.js'
-import { systemClock, type Clock } from '../shared/clock.js'
+import { clampDelay, systemClock, type Clock } from '../shared/clock.js'
 import { OutageLog } from '../shared/outage-log.js'
 import { settledWithin, Wakeable } from '../shared/wait.js'
-import { UpstreamError } from '../upstream/errors.js'
+import { refusedForGood, UpstreamError } from '../upstream/errors.js'
+import type { DeadLetterReason, DeadLetterStore } from './dead-letters.js'
 import type { DedupStore } from './dedup.js'
 import { DepthGauge } from './depth-gauge.js'
 import type { QueueEntry, QueueStore } from './queue.js'
@@ -28,13 +29,15 @@ export interface BucketAnswer {
 export interface ForwarderDeps {
   queue: QueueStore
   dedup: DedupStore
+  /** Where a rating OpenClaw refuses for good goes, so the queue moves on. */
+  deadLetters: Pick<DeadLetterStore, 'add'>
   /** Takes one token from `agent`'s bucket of the `forward` policy. */
   take(action: 'forward', agent: string): Promise<BucketAnswer>
   /** OpenClaw: the score event for a rating, or an UpstreamError. */
   rate(rating: Rating): Promise<ScoreEvent>
   /** Stores the score event in the user's history and fans it out. */
   publish(event: ScoreEvent): Promise<unknown>
-  metrics: Pick<Metrics, 'queueDepth' | 'dedupHits' | 'forwardDelayed' | 'feedToPublish'>
+  metrics: Pick<Metrics, 'queueDepth' | 'dedupHits' | 'forwardDelayed' | 'feedToPublish' | 'forwardDeadLettered'>
   log: Log
   /** The clock of bucket waits, the 429 pause and retry delays. */
   clock?: Clock
@@ -57,10 +60,15 @@ export interface ForwarderOptions {
 /**
  * Where a held rating stands, in order: `claim` the dedup key (a duplicate goes straight to
  * `ack`), `charge` the agent's forward token, `call` OpenClaw, `remember` it as forwarded,
- * `publish` the score, `ack` the queue entry. A retry resumes at its stage; a stop at `charge`
- * or `call` gives the claim back and resumes at `claim` (a token paid stays paid).
+ * `publish` the score, `ack` the queue entry. A rating OpenClaw refuses for good goes from
+ * `call` to `deadletter` (set aside, claim given back), then `ack`. A retry resumes at its
+ * stage; a stop at `charge` or `call` gives the claim back and resumes at `claim` (a token paid
+ * stays paid).
  */
-type Progress = { stage: 'claim' | 'charge' | 'call' | 'ack' } | { stage: 'remember' | 'publish'; score: ScoreEvent }
+type Progress =
+  | { stage: 'claim' | 'charge' | 'call' | 'ack' }
+  | { stage: 'remember' | 'publish'; score: ScoreEvent }
+  | { stage: 'deadletter'; reason: DeadLetterReason; status: number | null; detail: string }
 
 /** One rating this replica works on: read from the queue, not yet acknowledged. */
 interface Held {
@@ -73,6 +81,8 @@ interface Held {
   charged: boolean
   /** Backoff retries so far. */
   retries: number
+  /** Calls to OpenClaw so far. */
+  calls: number
 }
 
 /** What became of one attempt, and so when the rating is tried again (the kind is the delay's metric label). */
@@ -128,6 +138,11 @@ export class Forwarder {
     return this.gauge.waitForRoom()
   }
 
+  /** Unacknowledged entries per queue partition (one partition: the whole queue). */
+  async depths(): Promise<{ partition: number; depth: number }[]> {
+    return [{ partition: 0, depth: await this.deps.queue.depth() }]
+  }
+
   /** Starts reading the queue. */
   start(): void {
     const { queue } = this.deps
@@ -135,7 +150,7 @@ export class Forwarder {
     // Entries held here stay ours: reset their idle time well before anyone may reclaim them.
     this.toucher = setInterval(() => {
       if (this.held.size) queue.touch([...this.held.keys()]).catch(() => {})
-    }, this.options.queueClaimMs / 3).unref()
+    }, clampDelay(this.options.queueClaimMs / 3)).unref()
     this.reading = this.readLoop()
   }
 
@@ -181,7 +196,7 @@ export class Forwarder {
       this.deps.queue.ack(entry.id).catch(() => {})
       return
     }
-    const held: Held = { id: entry.id, ...entry.value, progress: { stage: 'claim' }, charged: false, retries: 0 }
+    const held: Held = { id: entry.id, ...entry.value, progress: { stage: 'claim' }, charged: false, retries: 0, calls: 0 }
     this.held.set(held.id, held)
     this.schedule.add(agentOf(held.rating), held)
   }
@@ -259,6 +274,10 @@ export class Forwarder {
         this.deps.metrics.feedToPublish.observe(Math.max(0, Date.now() - held.readAt) / 1000)
         held.progress = { stage: 'ack' }
         return null
+      case 'deadletter':
+        await this.deadLetter(held, progress)
+        held.progress = { stage: 'ack' }
+        return null
       case 'ack':
         await this.deps.queue.ack(held.id)
         this.outage.up()
@@ -267,15 +286,32 @@ export class Forwarder {
   }
 
   private async call(held: Held): Promise<Outcome | null> {
+    held.calls++
     try {
       held.progress = { stage: 'remember', score: await this.deps.rate(toRating(held.rating)) }
       return null
     } catch (err) {
       if (!(err instanceof UpstreamError)) throw err
+      const reason = refusedForGood(err)
+      if (reason) {
+        held.progress = { stage: 'deadletter', reason, status: err.status ?? null, detail: err.message }
+        return null
+      }
       this.outage.down(err, `openclaw_${err.kind}`)
       if (err.kind === 'limited') return { kind: 'upstream_429', waitMs: err.retryAfterMs ?? LIMITED_PAUSE_MS }
       return { kind: 'backoff' }
     }
+  }
+
+  /** Sets the rating aside for an operator (admin API) and gives its claim back, so a retry of it is forwarded. */
+  private async deadLetter(held: Held, { reason, status, detail }: Extract<Progress, { stage: 'deadletter' }>): Promise<void> {
+    const { deadLetters, dedup, metrics, log } = this.deps
+    await deadLetters.add({ rating: held.rating, reason, status, detail, attempts: held.calls, at: Date.now() })
+    metrics.forwardDeadLettered.inc({ reason })
+    log.warn({ entry: held.id, reason, status, attempts: held.calls }, 'rating dead-lettered: OpenClaw refused it for good')
+    await dedup.release(held.rating).catch(() => {
+      /* the claim expires by itself */
+    })
   }
 
   /** After an attempt: forget an acknowledged rating, or put it back to be tried when its wait is over. */

@@ -1,3 +1,5 @@
+import { clampDelay } from './clock.js'
+
 /**
  * `promise`, or a rejection once `ms` passed without an answer. One promise and one timer
  * (it sits on the bucket-decision hot path: no Promise.race or finally chain). `settled`, when
@@ -10,7 +12,7 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, settled?: (faile
       late = true
       settled?.(true)
       reject(new Error(`no answer within ${ms} ms`))
-    }, ms)
+    }, clampDelay(ms))
     promise.then(
       (value) => {
         if (late) return

@@ -1,4 +1,5 @@
 import { once, type EventEmitter } from 'node:events'
+import { clampDelay } from './clock.js'
 
 /**
  * Resolves true once `emitter` emits `event` (or 'error', which ends the wait too), false
@@ -16,7 +17,7 @@ export async function onceWithin(emitter: EventEmitter, event: string, ms: numbe
 /** Resolves true when `promise` settles within `ms`, false otherwise; never rejects. */
 export function settledWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms)
+    const timer = setTimeout(() => resolve(false), clampDelay(ms))
     const done = () => {
       clearTimeout(timer)
       resolve(true)
@@ -35,7 +36,7 @@ export class Wakeable {
   /** Until wake(), or `ms` passed (no timeout when omitted). */
   sleep(ms?: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = ms === undefined ? undefined : setTimeout(() => this.wake(), ms)
+      const timer = ms === undefined ? undefined : setTimeout(() => this.wake(), clampDelay(ms))
       this.waking = () => {
         clearTimeout(timer)
         this.waking = null

@@ -19,6 +19,8 @@ export interface OpenClawMode {
   stall: boolean
   /** What a 200 carries: the score event, a body that is not one, or a score for another rating. */
   answer: 'score' | 'not-a-score' | 'other-rating'
+  /** Poison ratings: those of these items are refused with this status (a 4xx) every time. */
+  refuse: { status: number; items: string[] } | null
 }
 
 export interface Received {
@@ -91,7 +93,8 @@ export async function startOpenClaw(options: OpenClawOptions = {}): Promise<Open
     limited: options.limited ?? null,
     down: false,
     stall: options.stall ?? false,
-    answer: options.answer ?? 'score'
+    answer: options.answer ?? 'score',
+    refuse: options.refuse ?? null
   }
   const received: Received[] = []
   const counts = new Map<string, number>()
@@ -120,6 +123,7 @@ export async function startOpenClaw(options: OpenClawOptions = {}): Promise<Open
     }
     if (state.errorRate > 0 && Math.random() < state.errorRate) return sendJson(res, 500, { error: 'simulated failure' })
     if (!validRating.Check(body)) return sendJson(res, 400, { error: 'invalid rating' })
+    if (state.refuse?.items.includes(body.item_id)) return sendJson(res, state.refuse.status, { error: 'rating refused' })
     if (state.answer === 'not-a-score') return sendJson(res, 200, { score: 'not a score event' })
     const score = personalize(body)
     sendJson(res, 200, state.answer === 'other-rating' ? { ...score, user_id: `${score.user_id}-other` } : score)

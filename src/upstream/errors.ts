@@ -25,6 +25,16 @@ export function outcomeOf(err: UpstreamError): string {
   return err.kind
 }
 
+/**
+ * Why a retry would get the same answer, or null when it may not: a 4xx other than 429 (429 is
+ * `limited`), or a 2xx whose body is not the score event of the rating sent.
+ */
+export function refusedForGood(err: UpstreamError): 'rejected' | 'invalid_response' | null {
+  if (err.kind === 'invalid') return 'invalid_response'
+  if (err.kind === 'status' && err.status !== undefined && err.status >= 400 && err.status < 500) return 'rejected'
+  return null
+}
+
 /** What a REST caller sees when OpenClaw fails: 502 / 504, or 429 with OpenClaw's own Retry-After. */
 export function upstreamHttpError(err: UpstreamError): HttpError {
   if (err.kind === 'timeout') return new HttpError(504, 'OpenClaw did not answer in time')

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { Pool, errors } from 'undici'
 import type { Metrics } from '../metrics.js'
+import { clampDelay } from '../shared/clock.js'
 import { scoreEventValidator, toRating, toScoreEvent, type Rating, type ScoreEvent } from '../rating.js'
 import { outcomeOf, UpstreamError, type Source } from './errors.js'
 import { parseRetryAfter } from './retry-after.js'
@@ -11,6 +12,8 @@ export interface OpenClawOptions {
   timeoutMs: number
   /** Connections (and so concurrent calls) to OpenClaw. */
   connections: number
+  /** Longest Retry-After honoured (FORWARD_RETRY_AFTER_MAX_MS): an absurd one must not stall the feed for days. */
+  retryAfterMaxMs: number
 }
 
 /** A transport failure from undici (or our overall deadline) as an UpstreamError; messages carry no secrets. */
@@ -75,7 +78,7 @@ export class OpenClawClient {
     // Overall deadline too: a trickling body could pass the per-read timeouts forever. An
     // EventEmitter signal (undici takes one) costs ~0.5 µs a call, AbortSignal.timeout ~10 µs.
     const deadline = new EventEmitter()
-    const timer = setTimeout(() => deadline.emit('abort'), timeoutMs)
+    const timer = setTimeout(() => deadline.emit('abort'), clampDelay(timeoutMs))
     try {
       response = await this.pool.request({
         method: 'POST',
@@ -92,7 +95,7 @@ export class OpenClawClient {
     }
     const { statusCode } = response
     if (statusCode === 429) {
-      const retryAfterMs = parseRetryAfter(response.headers['retry-after'], Date.now())
+      const retryAfterMs = Math.min(parseRetryAfter(response.headers['retry-after'], Date.now()), this.options.retryAfterMaxMs)
       throw new UpstreamError('limited', 'OpenClaw is rate limiting', 429, retryAfterMs)
     }
     if (statusCode < 200 || statusCode >= 300) {

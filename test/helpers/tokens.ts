@@ -12,6 +12,8 @@ export interface MintOptions {
   /** Seconds from now; default 300. */
   expiresIn?: number
   notBefore?: number
+  /** `iat`, Unix seconds; default now. */
+  issuedAt?: number
   issuer?: string
   audience?: string
 }
@@ -26,7 +28,7 @@ export async function mint(claims: JWTPayload = {}, options: MintOptions = {}): 
   const payload = Object.fromEntries(Object.entries({ ...DEFAULT_CLAIMS, ...claims }).filter(([, v]) => v !== undefined))
   const jwt = new SignJWT(payload)
     .setProtectedHeader({ alg: options.alg ?? 'HS256', ...(options.kid ? { kid: options.kid } : {}) })
-    .setIssuedAt()
+    .setIssuedAt(options.issuedAt)
     .setExpirationTime(nowS() + (options.expiresIn ?? 300))
   if (options.notBefore !== undefined) jwt.setNotBefore(options.notBefore)
   if (options.issuer) jwt.setIssuer(options.issuer)

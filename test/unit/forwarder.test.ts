@@ -1,5 +1,6 @@
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
+import { MemoryDeadLetterStore } from '../../src/forward/dead-letters.js'
 import { MemoryDedupStore } from '../../src/forward/dedup.js'
 import { Forwarder, type BucketAnswer, type ForwarderOptions } from '../../src/forward/forwarder.js'
 import { MemoryQueueStore } from '../../src/forward/queue.js'
@@ -60,6 +61,7 @@ function startForwarder(t: Test, setup: Setup = {}) {
   const clock = new FakeClock()
   const queue = new MemoryQueueStore()
   const dedup = new MemoryDedupStore({ ttlSeconds: 600, now: clock.now })
+  const deadLetters = new MemoryDeadLetterStore(100)
   const openclaw = new OpenClawStandIn(clock)
   const bucket = buckets(clock, setup.limits ?? (() => ROOMY))
   const metrics = createMetrics()
@@ -81,12 +83,12 @@ function startForwarder(t: Test, setup: Setup = {}) {
     ...setup.options
   }
   const forwarder = new Forwarder(
-    { queue, dedup, take: bucket.take, rate: openclaw.rate, publish, metrics, log, clock },
+    { queue, dedup, deadLetters, take: bucket.take, rate: openclaw.rate, publish, metrics, log, clock },
     options
   )
   forwarder.start()
   t.teardown(() => forwarder.close())
-  return { forwarder, clock, queue, dedup, openclaw, taken: bucket.taken, metrics, published, logs }
+  return { forwarder, clock, queue, dedup, deadLetters, openclaw, taken: bucket.taken, metrics, published, logs }
 }
 
 /** Each rating's own agent, so the tests can tell lanes apart. */
