@@ -18,7 +18,7 @@ import { waitFor } from '../helpers/wait.js'
 /** OpenClaw as the forwarder sees it: a score per rating, or the errors the real client throws. */
 class OpenClawStandIn {
   readonly calls: { rating: Rating; at: number }[] = []
-  answer: 'score' | 'unavailable' | 'limited' = 'score'
+  answer: 'score' | 'unavailable' | 'limited' | 'rejected' = 'score'
   retryAfterMs = 1000
 
   constructor(private readonly clock: FakeClock) {}
@@ -27,6 +27,7 @@ class OpenClawStandIn {
     this.calls.push({ rating, at: this.clock.now() })
     if (this.answer === 'unavailable') throw new UpstreamError('status', 'OpenClaw answered 503', 503)
     if (this.answer === 'limited') throw new UpstreamError('limited', 'OpenClaw is rate limiting', 429, this.retryAfterMs)
+    if (this.answer === 'rejected') throw new UpstreamError('status', 'OpenClaw answered 422', 422)
     return personalize(rating)
   }
 
@@ -171,6 +172,26 @@ t.test('a 429 pauses every call until its Retry-After; the token paid is not cha
   )
   t.same(taken.sort(), ['a', 'b'], 'each agent charged once for its rating')
   t.equal(await metricValue(metrics.forwardDelayed, { reason: 'upstream_429' }), 2)
+})
+
+t.test('a rating refused for good is dead-lettered and acknowledged at once: the ratings behind it flow', async (t) => {
+  const { forwarder, clock, queue, dedup, deadLetters, openclaw, published, metrics } = startForwarder(t, { options: { heldMax: 2 } })
+  openclaw.answer = 'rejected'
+  const poison = byAgent('a', 2)
+  await forwarder.enqueue(poison, Date.now())
+  await waitFor('both dead-lettered', async () => (await deadLetters.size()) === 2)
+  t.equal(clock.nextIn(), null, 'no retry scheduled')
+  openclaw.answer = 'score'
+  await forwarder.enqueue(byAgent('b', 1), Date.now())
+  await waitFor('the next rating published', () => published.length === 1)
+  await waitFor('the queue empty', async () => (await queue.depth()) === 0)
+  t.same(poison.map((r) => openclaw.count(r.item_id)), [1, 1], 'each refused rating called once')
+  t.match(await deadLetters.list(10), [
+    { rating: poison[0], reason: 'rejected', status: 422, attempts: 1, detail: 'OpenClaw answered 422' },
+    { rating: poison[1], reason: 'rejected', status: 422, attempts: 1 }
+  ])
+  t.equal(await dedup.claim(poison[0], 1000), 'claimed', 'its dedup claim was given back: a retry can forward it')
+  t.equal(await metricValue(metrics.forwardDeadLettered, { reason: 'rejected' }), 2)
 })
 
 t.test('a failed publish is retried from the publish stage: OpenClaw is not called again', async (t) => {
