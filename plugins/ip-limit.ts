@@ -44,5 +44,5 @@ export default fp(
     // also on unknown routes (404), so neither bad tokens nor path probing get past it.
     app.addHook('onRequest', app.rateLimit())
   },
-  { name: 'ip-limit', dependencies: ['redis', 'metrics'] }
+  { name: 'ip-limit', dependencies: ['redis', 'metrics', 'load-shedding'] }
 )

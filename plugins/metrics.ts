@@ -17,7 +17,10 @@ export default fp(
       history_max: config.HISTORY_MAX,
       streams_per_agent: config.SSE_MAX_STREAMS_PER_AGENT,
       unsent_bytes: config.SSE_MAX_UNSENT_BYTES,
-      body_limit: config.BODY_LIMIT
+      body_limit: config.BODY_LIMIT,
+      dead_letters_max: config.DEAD_LETTERS_MAX,
+      max_event_loop_delay_ms: config.UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
+      max_heap_used_bytes: config.UNDER_PRESSURE_MAX_HEAP_USED_BYTES
     }
     for (const [bound, value] of Object.entries(bounds)) metrics.bounds.set({ bound }, value)
 

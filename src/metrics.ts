@@ -148,9 +148,15 @@ export function createMetrics() {
       help: '1 while this replica holds the ingest lease',
       registers
     }),
+    loadShed: new Counter({
+      name: 'moltbridge_load_shed_total',
+      help: 'Requests answered 503 because the process was over a load-shedding threshold, by threshold (eventLoopDelay, heapUsedBytes)',
+      labelNames: ['reason'],
+      registers
+    }),
     bounds: new Gauge({
       name: 'moltbridge_bound',
-      help: 'Configured bounds (queue_max, history_max, streams_per_agent, unsent_bytes, body_limit)',
+      help: 'Configured bounds (queue_max, history_max, streams_per_agent, unsent_bytes, body_limit, dead_letters_max, max_event_loop_delay_ms, max_heap_used_bytes; 0: off)',
       labelNames: ['bound'],
       registers
     })
