@@ -1,9 +1,8 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { writeFile } from 'node:fs/promises'
 import { performance } from 'node:perf_hooks'
 import t from 'tap'
-import { deletePrefix, REDIS_URL, TEST_SECRET, uniquePrefix, type Teardown } from '../helpers/app.js'
+import { deletePrefix, REDIS_URL, TEST_SECRET, uniquePrefix } from '../helpers/app.js'
+import { policiesFile } from '../helpers/policies.js'
 import { buildGateway, startGateway, startGateways, type GatewayProcess } from '../helpers/processes.js'
 import { openStream, type SseClient } from '../helpers/sse.js'
 import { bearer, mint } from '../helpers/tokens.js'
@@ -14,13 +13,6 @@ const readPolicy = (capacity: number) => [
   { action: 'read', bucket_name: 'reads', refill_rate: 0.001, capacity, key_selector: 'jwt.claims.agent_id' }
 ]
 
-async function policyFile(t: Teardown, content: unknown): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'mb-fleet-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const file = join(dir, 'buckets.json')
-  await writeFile(file, JSON.stringify(content))
-  return file
-}
 
 /** `count` reads at once by one agent through one replica: how many were admitted. */
 async function burst(gateway: GatewayProcess, agent: string, count: number): Promise<number> {
@@ -38,7 +30,7 @@ t.test('two replicas on one Redis', async (t) => {
   await buildGateway()
   const prefix = uniquePrefix()
   t.teardown(() => deletePrefix(prefix))
-  const env = { REDIS_URL, KEY_PREFIX: prefix, JWT_SECRET: TEST_SECRET, BUCKETS_FILE: await policyFile(t, readPolicy(40)) }
+  const env = { REDIS_URL, KEY_PREFIX: prefix, JWT_SECRET: TEST_SECRET, BUCKETS_FILE: await policiesFile(t, readPolicy(40)) }
   const [gw1, gw2] = await startGateways(t, 2, env)
 
   t.test('revoke a user: its streams on both replicas end within a second, its old token is 401, a new one works', async (t) => {
@@ -98,7 +90,7 @@ t.test('two replicas on one Redis', async (t) => {
 
 t.test('SIGHUP re-reads BUCKETS_FILE; a file that does not validate keeps the old policies and logs why', async (t) => {
   await buildGateway()
-  const file = await policyFile(t, readPolicy(3))
+  const file = await policiesFile(t, readPolicy(3))
   const gateway = await startGateway(t, 'gw-hup', { JWT_SECRET: TEST_SECRET, BUCKETS_FILE: file, LOG_LEVEL: 'info' })
   t.equal(await burst(gateway, 'hup-1', 5), 3, 'the policy of the file at start')
 

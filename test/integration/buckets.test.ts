@@ -1,6 +1,3 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import t from 'tap'
@@ -9,6 +6,7 @@ import { MemoryBucketStore, RedisBucketStore, type BucketStore } from '../../src
 import { createKeys, type Keys } from '../../src/redis/keys.js'
 import { REDIS_URL, buildTestApp, deletePrefix, uniquePrefix, type Teardown } from '../helpers/app.js'
 import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
+import { policiesFile } from '../helpers/policies.js'
 import { mint } from '../helpers/tokens.js'
 
 // 5 tokens, one every 100 ms.
@@ -22,13 +20,6 @@ async function redisClient(t: Teardown): Promise<Redis> {
 }
 
 /** A BUCKETS_FILE for one test, with these policies. */
-async function bucketsFile(t: Teardown, policies: object[]): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'mb-buckets-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const file = join(dir, 'buckets.json')
-  await writeFile(file, JSON.stringify(policies))
-  return file
-}
 
 const stores: Array<[string, (t: Teardown) => Promise<{ store: BucketStore; redis?: Redis; keys?: Keys }>]> = [
   ['memory', async (t) => {
@@ -111,7 +102,7 @@ t.test('the memory store is bounded: least recently used buckets go first', asyn
 t.test('two replicas on one Redis share one bucket', async (t) => {
   const prefix = uniquePrefix()
   t.teardown(() => deletePrefix(prefix))
-  const file = await bucketsFile(t, [{ action: 'rest', bucket_name: 'shared', refill_rate: 0.01, capacity: 10, key_selector: 'jwt.claims.agent_id' }])
+  const file = await policiesFile(t, [{ action: 'rest', bucket_name: 'shared', refill_rate: 0.01, capacity: 10, key_selector: 'jwt.claims.agent_id' }])
   const env = { KEY_PREFIX: prefix, BUCKETS_FILE: file, REDIS_TIMEOUT_MS: '2000' }
   const [a, b] = [await buildTestApp(t, env), await buildTestApp(t, env)]
   const decisions = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? a : b).buckets.take('rest', 'agent-shared')))
@@ -138,7 +129,7 @@ t.test('100 agents x 50 concurrent takes: each admitted capacity plus what refil
 })
 
 t.test('an agent known to be empty is refused locally, with the same answers', async (t) => {
-  const file = await bucketsFile(t, [{ action: 'rest', bucket_name: 'slow', refill_rate: 2, capacity: 2, key_selector: 'jwt.claims.agent_id' }])
+  const file = await policiesFile(t, [{ action: 'rest', bucket_name: 'slow', refill_rate: 2, capacity: 2, key_selector: 'jwt.claims.agent_id' }])
   const app = await buildTestApp(t, { BUCKETS_FILE: file, REDIS_TIMEOUT_MS: '2000' })
   const redis = await redisClient(t)
   const key = app.keys.bucket('agent-flood', 'rest')
@@ -161,7 +152,7 @@ t.test('an agent known to be empty is refused locally, with the same answers', a
 
 t.test('over HTTP: RateLimit headers on every answer, 429 with Retry-After, retry succeeds', async (t) => {
   const sim = await startTestOpenClaw(t)
-  const file = await bucketsFile(t, [{ action: 'rest', bucket_name: 'rest-http', refill_rate: 1, capacity: 3, key_selector: 'jwt.claims.agent_id' }])
+  const file = await policiesFile(t, [{ action: 'rest', bucket_name: 'rest-http', refill_rate: 1, capacity: 3, key_selector: 'jwt.claims.agent_id' }])
   const app = await buildTestApp(t, { ...openclawEnv(sim), BUCKETS_FILE: file })
   const authorization = `Bearer ${await mint({ sub: '12345', agent_id: 'agent-http' })}`
   const post = () =>
@@ -200,13 +191,13 @@ t.test('over HTTP: RateLimit headers on every answer, 429 with Retry-After, retr
 })
 
 t.test('a bad BUCKETS_FILE stops the start with a ConfigError naming it', async (t) => {
-  const file = await bucketsFile(t, [{ action: 'rest', bucket_name: 'x', refill_rate: -1, capacity: 1, key_selector: 'ip' }])
+  const file = await policiesFile(t, [{ action: 'rest', bucket_name: 'x', refill_rate: -1, capacity: 1, key_selector: 'ip' }])
   await t.rejects(buildTestApp(t, { BUCKETS_FILE: file }, { memory: true }), { name: 'ConfigError', message: /BUCKETS_FILE .* at \/0\/refill_rate/ })
   await t.rejects(buildTestApp(t, { BUCKETS_FILE: '/nonexistent/buckets.json' }, { memory: true }), { name: 'ConfigError', message: /BUCKETS_FILE/ })
 })
 
 t.test('POST /v1/sse-tickets is charged to the read bucket and says so', async (t) => {
-  const file = await bucketsFile(t, [{ action: 'read', bucket_name: 'reads', refill_rate: 0.01, capacity: 2, key_selector: 'jwt.claims.agent_id' }])
+  const file = await policiesFile(t, [{ action: 'read', bucket_name: 'reads', refill_rate: 0.01, capacity: 2, key_selector: 'jwt.claims.agent_id' }])
   const app = await buildTestApp(t, { BUCKETS_FILE: file })
   const authorization = `Bearer ${await mint({ sub: 'u-read', agent_id: 'agent-read' })}`
   const codes: number[] = []
@@ -221,7 +212,7 @@ t.test('POST /v1/sse-tickets is charged to the read bucket and says so', async (
 })
 
 t.test('the limit sits on the routes that declare it: a HEAD twin is charged once, like its GET', async (t) => {
-  const file = await bucketsFile(t, [{ action: 'read', bucket_name: 'reads', refill_rate: 0.01, capacity: 2, key_selector: 'jwt.claims.agent_id' }])
+  const file = await policiesFile(t, [{ action: 'read', bucket_name: 'reads', refill_rate: 0.01, capacity: 2, key_selector: 'jwt.claims.agent_id' }])
   const app = await buildTestApp(t, { BUCKETS_FILE: file })
   const authorization = `Bearer ${await mint({ sub: 'u-head', agent_id: 'agent-head' })}`
   const get = await app.inject({ method: 'GET', url: '/v1/scores?items=a', headers: { authorization } })

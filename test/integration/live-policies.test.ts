@@ -1,10 +1,8 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import { buildTestApp, deletePrefix, listen, uniquePrefix, type Teardown } from '../helpers/app.js'
+import { buildTestApp, deletePrefix, listen, uniquePrefix } from '../helpers/app.js'
 import { metric } from '../helpers/metrics.js'
+import { policiesFile } from '../helpers/policies.js'
 import { openStream } from '../helpers/sse.js'
 import { bearer, mint } from '../helpers/tokens.js'
 import { waitFor } from '../helpers/wait.js'
@@ -19,13 +17,6 @@ const read = (capacity: number, extra: object = {}) => ({
   ...extra
 })
 
-async function bucketsFile(t: Teardown, policies: object[]): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'mb-live-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const file = join(dir, 'buckets.json')
-  await writeFile(file, JSON.stringify(policies))
-  return file
-}
 
 /** `count` reads at once by one agent; the statuses and the last RateLimit-Policy. */
 async function burst(app: FastifyInstance, agent: string, count: number) {
@@ -41,7 +32,7 @@ async function burst(app: FastifyInstance, agent: string, count: number) {
 const ADMIN = { scope: 'moltbridge:admin' }
 
 t.test('shadow mode: every request admitted, the would-be refusals counted and sent as headers', async (t) => {
-  const app = await buildTestApp(t, { BUCKETS_FILE: await bucketsFile(t, [read(3, { mode: 'shadow' })]) })
+  const app = await buildTestApp(t, { BUCKETS_FILE: await policiesFile(t, [read(3, { mode: 'shadow' })]) })
   const { admitted, answers } = await burst(app, 'shadow-agent', 6)
   t.equal(admitted, 6, 'all admitted')
   for (const answer of answers) {
@@ -57,7 +48,7 @@ t.test('shadow mode: every request admitted, the would-be refusals counted and s
 t.test('per-agent override: applied by every replica at its next decision, removed again', async (t) => {
   const prefix = uniquePrefix()
   t.teardown(() => deletePrefix(prefix))
-  const env = { KEY_PREFIX: prefix, BUCKETS_FILE: await bucketsFile(t, [read(40)]) }
+  const env = { KEY_PREFIX: prefix, BUCKETS_FILE: await policiesFile(t, [read(40)]) }
   const [one, two] = [await buildTestApp(t, env), await buildTestApp(t, env)]
   const admin = bearer(await mint({ sub: 'ops', ...ADMIN }))
   const set = await one.inject({ method: 'PUT', url: '/admin/limits/small-agent', payload: { read: { refill_rate: 0.001, capacity: 5 } }, headers: admin })
@@ -80,7 +71,7 @@ t.test('per-agent override: applied by every replica at its next decision, remov
 
 t.test('per-agent override without Redis, and for SSE delivery', async (t) => {
   const delivery = { action: 'delivery', bucket_name: 'delivery', refill_rate: 0.001, capacity: 1, key_selector: 'jwt.claims.agent_id' }
-  const app = await buildTestApp(t, { BUCKETS_FILE: await bucketsFile(t, [read(40), delivery]) }, { memory: true })
+  const app = await buildTestApp(t, { BUCKETS_FILE: await policiesFile(t, [read(40), delivery]) }, { memory: true })
   const url = await listen(app)
   const admin = bearer(await mint({ sub: 'ops', ...ADMIN }))
   await app.inject({
@@ -98,7 +89,7 @@ t.test('per-agent override without Redis, and for SSE delivery', async (t) => {
 })
 
 t.test('a replica that missed the broadcast converges by its periodic reload', async (t) => {
-  const app = await buildTestApp(t, { BUCKETS_FILE: await bucketsFile(t, [read(40)]) })
+  const app = await buildTestApp(t, { BUCKETS_FILE: await policiesFile(t, [read(40)]) })
   const url = await listen(app)
   const redis = app.redis
   if (!redis) throw new Error('Redis expected')
