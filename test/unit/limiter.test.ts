@@ -62,3 +62,52 @@ t.test('without a shared store the local buckets decide, and nothing is timed as
   t.equal(limiter.policy('read').bucket_name, 'slow')
   t.same((await metrics.redisDuration.get()).values.filter((v) => v.value > 0), [])
 })
+
+t.test('an agent override replaces the numbers of its action; forget() drops what was known about it', async (t) => {
+  const metrics = createMetrics()
+  let own: { refill_rate: number; capacity: number } | undefined = { refill_rate: 1, capacity: 4 }
+  const clock = { now: 1_000 }
+  const limiter = new Limiter({
+    policies,
+    override: (agentId, action) => (agentId === 'big' && action === 'rest' ? own : undefined),
+    local: new MemoryBucketStore({ clock: () => clock.now }),
+    shared: { store: new MemoryBucketStore({ clock: () => clock.now }), timeoutMs: 1000, failMode: 'local' },
+    metrics,
+    log: pino({ level: 'silent' }),
+    clock: () => clock.now
+  })
+  t.teardown(() => limiter.close())
+  const admitted = async (agent: string, count: number) => {
+    let allowed = 0
+    for (let i = 0; i < count; i++) if ((await limiter.take('rest', agent)).allowed) allowed++
+    return allowed
+  }
+  t.equal(await admitted('big', 6), 4, 'the override capacity')
+  t.equal(await admitted('small', 6), 2, 'the policy for the others')
+  t.match(await limiter.take('rest', 'big'), { allowed: false, limits: { capacity: 4, refillRate: 1 } }, 'the decision names the limits it used')
+  t.equal(limiter.effective('read', 'big'), policies.read, 'other actions keep the policy (the same object)')
+
+  own = { refill_rate: 1000, capacity: 1000 }
+  clock.now += 1 // a token at the new rate, none at the old one
+  t.equal((await limiter.take('rest', 'big')).allowed, false, 'until forgotten, the bucket is known empty for a second')
+  limiter.forget('big')
+  t.equal((await limiter.take('rest', 'big')).allowed, true, 'then decided again with the new numbers')
+})
+
+t.test('shadow mode: refusals are admitted, counted as shadow_limited, and keep their numbers for the headers', async (t) => {
+  const metrics = createMetrics()
+  const shadow: Policies = { ...policies, rest: { ...policy, mode: 'shadow' } }
+  const limiter = new Limiter({ policies: shadow, local: new MemoryBucketStore(), metrics, log: pino({ level: 'silent' }) })
+  t.teardown(() => limiter.close())
+  const decisions = await Promise.all(Array.from({ length: 4 }, () => limiter.take('rest', 'agent-s')))
+  t.same(decisions.map((d) => d.allowed), [true, true, true, true], 'all admitted')
+  t.same(decisions.map((d) => d.shadow ?? false), [false, false, true, true])
+  t.same(decisions.map((d) => d.remaining), [1, 0, 0, 0])
+  t.equal((await metrics.bucketDecisions.get()).values.find((v) => v.labels.result === 'shadow_limited')?.value, 2)
+  t.equal((await limiter.take('read', 'agent-s')).allowed, true)
+  t.equal((await limiter.take('read', 'agent-s')).allowed, true)
+  t.equal((await limiter.take('read', 'agent-s')).allowed, false, 'an enforced policy still refuses')
+
+  limiter.setPolicies(policies)
+  t.equal((await limiter.take('rest', 'agent-s')).allowed, false, 'reloaded without shadow: enforced from the next decision')
+})

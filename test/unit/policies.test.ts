@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { ConfigError } from '../../src/config.js'
-import { DEFAULT_POLICY, loadPolicies, parsePolicies } from '../../src/limits/policies.js'
+import { DEFAULT_POLICY, loadPolicies, parsePolicies, reloadPolicies, type Policies } from '../../src/limits/policies.js'
+import { logCapture } from '../helpers/app.js'
+import { pino } from 'pino'
 
 t.test('no BUCKETS_FILE: the seed policy for every action', async (t) => {
   const p = loadPolicies(undefined)
@@ -32,7 +34,8 @@ const bad: Array<[string, unknown, RegExp]> = [
   ['duplicate action', [
     { action: 'rest', bucket_name: 'a', refill_rate: 1, capacity: 1, key_selector: 'ip' },
     { action: 'rest', bucket_name: 'b', refill_rate: 1, capacity: 1, key_selector: 'ip' }
-  ], /BUCKETS_FILE lists action "rest" twice/]
+  ], /BUCKETS_FILE lists action "rest" twice/],
+  ['unknown mode', [{ action: 'rest', bucket_name: 'b', refill_rate: 1, capacity: 1, key_selector: 'ip', mode: 'dry-run' }], /\/0\/mode must be one of enforce, shadow/]
 ]
 for (const [name, data, message] of bad) {
   t.test(`refused: ${name}`, async (t) => {
@@ -48,4 +51,29 @@ t.test('a file that is missing or not JSON is a ConfigError naming BUCKETS_FILE'
   await writeFile(file, '{ nope')
   t.throws(() => loadPolicies(file), /BUCKETS_FILE .*b\.json cannot be read as JSON/)
   t.throws(() => loadPolicies(join(dir, 'missing.json')), /BUCKETS_FILE/)
+})
+
+t.test('a policy may be in shadow mode', async (t) => {
+  const p = parsePolicies([{ action: 'rest', bucket_name: 'try', refill_rate: 1, capacity: 2, key_selector: 'ip', mode: 'shadow' }])
+  t.equal(p.rest.mode, 'shadow')
+  t.equal(p.read.mode, undefined, 'the others enforce')
+})
+
+t.test('reloadPolicies (SIGHUP): applies a valid file, keeps the old policies on a bad one and logs why', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mb-policies-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'b.json')
+  const logs = logCapture()
+  const log = pino({ level: 'info' }, logs.stream)
+  const applied: Policies[] = []
+  await writeFile(file, JSON.stringify([{ action: 'rest', bucket_name: 'new', refill_rate: 1, capacity: 7, key_selector: 'ip' }]))
+  reloadPolicies(file, (p) => applied.push(p), log)
+  t.equal(applied.length, 1)
+  t.equal(applied[0].rest.capacity, 7)
+  await writeFile(file, JSON.stringify([{ action: 'rest', bucket_name: 'new', refill_rate: 0, capacity: 7, key_selector: 'ip' }]))
+  reloadPolicies(file, (p) => applied.push(p), log)
+  t.equal(applied.length, 1, 'a file that does not validate is not applied')
+  t.match(logs.lines.at(-1), /refill_rate must be > 0.*BUCKETS_FILE reload refused/)
+  reloadPolicies(undefined, (p) => applied.push(p), log)
+  t.equal(applied.length, 1, 'nothing to reload without BUCKETS_FILE')
 })
