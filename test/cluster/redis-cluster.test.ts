@@ -105,6 +105,25 @@ t.test('the gateway on a 3-primary Redis Cluster', async (t) => {
     t.equal(scores.statusCode, 200, 'latest scores read back')
   })
 
+  await t.test('admin: streams per agent from every primary, an override in the bucket script, a revocation by broadcast', async (t) => {
+    const admin = bearer(await mint({ sub: 'ops', scope: 'moltbridge:admin' }))
+    const agents = ['adm-a', 'adm-b', 'adm-c', 'adm-d']
+    const old = await Promise.all(agents.map((agent) => mint({ sub: `${agent}-user`, agent_id: agent }, { issuedAt: Math.floor(Date.now() / 1000) - 5 })))
+    const streams = await Promise.all(old.map((token) => openStream(t, `${base}/events/personalized-rating`, bearer(token))))
+    const counts = (await app.inject({ url: '/admin/streams', headers: admin })).json() as { agents: { agent_id: string; streams: number }[] }
+    t.same(counts.agents.filter((a) => agents.includes(a.agent_id)).map((a) => a.agent_id).sort(), agents, 'agents on every primary counted')
+
+    const set = await app.inject({ method: 'PUT', url: '/admin/limits/adm-a', payload: { read: { refill_rate: 0.001, capacity: 2 } }, headers: admin })
+    t.equal(set.statusCode, 200)
+    const reads = await Promise.all(Array.from({ length: 4 }, () => app.inject({ url: '/v1/scores?items=x', headers: bearer(old[0]) })))
+    t.same(reads.map((r) => r.statusCode).sort(), [200, 200, 429, 429], 'the override applies (bucket and override hash in one slot)')
+
+    const revoked = await app.inject({ method: 'POST', url: '/admin/revoke', payload: { agent_id: 'adm-b' }, headers: admin })
+    t.equal(revoked.statusCode, 200)
+    await streams[1].ended
+    t.ok(streams[1].messages.some((m) => m.event === 'revoked'), 'the revoked agent stream ended')
+  })
+
   t.notOk(
     logs.lines.find((line) => /CROSSSLOT|MOVED|"level":50/.test(line)),
     'no cross-slot (or any error) line in the logs'
