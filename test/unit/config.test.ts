@@ -15,8 +15,14 @@ t.test('the documented defaults', async (t) => {
     HISTORY_MAX: 1000,
     HISTORY_TTL: 600,
     DEDUP_TTL: 600,
-    LOG_LEVEL: 'info'
+    LOG_LEVEL: 'info',
+    REVOCATION_TTL_S: 86400,
+    FORWARD_RETRY_AFTER_MAX_MS: 60000,
+    DEAD_LETTERS_MAX: 10000,
+    UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 1000,
+    UNDER_PRESSURE_MAX_HEAP_USED_BYTES: 0
   })
+  t.equal(config.ADMIN_PORT, undefined, 'no admin listener unless asked')
   t.equal(config.REDIS_URL, undefined)
   t.equal(loadConfig({ JWT_SECRET: 's', PORT: '8080' }).PORT, 8080, 'numbers come from strings')
 })
@@ -29,7 +35,10 @@ t.test('a bad or missing value is a ConfigError naming the variable', async (t) 
     ['OpenClaw without key', { JWT_SECRET: 's', OPENCLAW_URL: 'http://oc' }, /OPENCLAW_API_KEY/],
     ['OpenClaw URL scheme', { JWT_SECRET: 's', OPENCLAW_URL: 'ftp://oc', OPENCLAW_API_KEY: 'k' }, /OPENCLAW_URL/],
     ['feed without OpenClaw', { JWT_SECRET: 's', MOLTBOOK_URL: 'ws://mb' }, /OPENCLAW_URL/],
-    ['Redis URL scheme', { JWT_SECRET: 's', REDIS_URL: 'localhost:6379' }, /REDIS_URL/]
+    ['Redis URL scheme', { JWT_SECRET: 's', REDIS_URL: 'localhost:6379' }, /REDIS_URL/],
+    ['admin port on the public one', { JWT_SECRET: 's', PORT: '3000', ADMIN_PORT: '3000' }, /ADMIN_PORT must differ from PORT/],
+    ['Retry-After cap past what a timer holds', { JWT_SECRET: 's', FORWARD_RETRY_AFTER_MAX_MS: '9999999999' }, /FORWARD_RETRY_AFTER_MAX_MS/],
+    ['negative heap threshold', { JWT_SECRET: 's', UNDER_PRESSURE_MAX_HEAP_USED_BYTES: '-1' }, /UNDER_PRESSURE_MAX_HEAP_USED_BYTES/]
   ]
   for (const [name, env, variable] of cases) {
     t.throws(() => loadConfig(env), { name: 'ConfigError', message: variable }, name)
