@@ -35,8 +35,11 @@ export default fp(
       return
     }
     const claimMs = config.QUEUE_CLAIM_MS
+    const replicated = config.REDIS_WAIT_REPLICAS
+      ? { connection: app.redisConnection('enqueue'), replicas: config.REDIS_WAIT_REPLICAS, timeoutMs: config.REDIS_WAIT_TIMEOUT_MS }
+      : undefined
     const queue = redis
-      ? new RedisQueueStore(redis, keys, { blocking: app.redisConnection('queue'), claimMs, consumer: replicaId })
+      ? new RedisQueueStore(redis, keys, { blocking: app.redisConnection('queue'), claimMs, consumer: replicaId, replicated })
       : new MemoryQueueStore()
     const dedup = redis
       ? new RedisDedupStore(redis, keys, { ttlSeconds: config.DEDUP_TTL, owner: replicaId })

@@ -15,9 +15,9 @@ declare module 'fastify' {
 /** Redis for buckets, queue, history, tickets and fan-out; memory stores when none is configured. */
 export default fp(
   async (app) => {
-    const { REDIS_URL, REDIS_CLUSTER_NODES, KEY_PREFIX } = app.config
+    const { REDIS_URL, REDIS_CLUSTER_NODES, REDIS_SENTINELS, REDIS_SENTINEL_NAME, KEY_PREFIX } = app.config
     app.decorate('keys', createKeys(KEY_PREFIX))
-    if (!REDIS_URL && !REDIS_CLUSTER_NODES) {
+    if (!REDIS_URL && !REDIS_CLUSTER_NODES && !REDIS_SENTINELS) {
       app.log.warn('REDIS_URL is not set: buckets, queue and history live in this process and serve one replica only')
       app.decorate<RedisClient | null>('redis', null)
       app.decorate('redisConnection', () => {
@@ -25,7 +25,10 @@ export default fp(
       })
       return
     }
-    const connections = new RedisConnections({ url: REDIS_URL, clusterNodes: REDIS_CLUSTER_NODES }, app.log)
+    const sentinel = REDIS_SENTINELS && REDIS_SENTINEL_NAME
+      ? { sentinels: REDIS_SENTINELS, name: REDIS_SENTINEL_NAME, password: app.config.REDIS_SENTINEL_PASSWORD }
+      : undefined
+    const connections = new RedisConnections({ url: REDIS_URL, clusterNodes: REDIS_CLUSTER_NODES, sentinel }, app.log)
     app.decorate<RedisClient | null>('redis', connections.main)
     app.decorate('redisConnection', (name: string) => connections.connect(name))
     await connections.ready()

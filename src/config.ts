@@ -3,6 +3,9 @@ import { Type, type Static } from 'typebox'
 import { MAX_TIMER_MS } from './shared/clock.js'
 import { describeSchemaError, type SchemaError } from './shared/schema-error.js'
 
+/** `host:port,host:port` (Cluster seeds, Sentinels). */
+const HOST_PORTS = '^[^,:\\s]+:\\d+(,[^,:\\s]+:\\d+)*$'
+
 /** Every setting of the gateway (and every bound it enforces), read from the environment. */
 export const ConfigSchema = Type.Object({
   PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535 }),
@@ -15,7 +18,15 @@ export const ConfigSchema = Type.Object({
 
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   /** Comma-separated `host:port` seeds of a Redis Cluster; wins over REDIS_URL when set. */
-  REDIS_CLUSTER_NODES: Type.Optional(Type.String({ pattern: '^[^,:\\s]+:\\d+(,[^,:\\s]+:\\d+)*$' })),
+  REDIS_CLUSTER_NODES: Type.Optional(Type.String({ pattern: HOST_PORTS })),
+  /** Comma-separated `host:port` of Sentinels watching the primary named REDIS_SENTINEL_NAME. */
+  REDIS_SENTINELS: Type.Optional(Type.String({ pattern: HOST_PORTS })),
+  REDIS_SENTINEL_NAME: Type.Optional(Type.String({ minLength: 1 })),
+  REDIS_SENTINEL_PASSWORD: Type.Optional(Type.String({ minLength: 1 })),
+  /** A feed rating counts as queued only once this many replicas acknowledged it (WAIT). */
+  REDIS_WAIT_REPLICAS: Type.Integer({ default: 0, minimum: 0 }),
+  /** How long one WAIT may take before the feed is paused and the write retried. */
+  REDIS_WAIT_TIMEOUT_MS: Type.Integer({ default: 1000, minimum: 1 }),
   /** Budget for one Redis command on the rate-limit path before the fail mode applies. */
   REDIS_TIMEOUT_MS: Type.Integer({ default: 50, minimum: 1 }),
   /** Prefix of every Redis key, so several deployments (or tests) can share one Redis. */
@@ -109,6 +120,19 @@ function describe(err: unknown): string {
   return describeSchemaError(first)
 }
 
+/** The Redis variables that only make sense together. */
+function checkRedis(c: Config): void {
+  const invalid = (message: string) => new ConfigError(`Invalid configuration: ${message}`)
+  if (c.REDIS_SENTINELS && !c.REDIS_SENTINEL_NAME) throw invalid('REDIS_SENTINEL_NAME is required when REDIS_SENTINELS is set')
+  if (!c.REDIS_SENTINELS && (c.REDIS_SENTINEL_NAME || c.REDIS_SENTINEL_PASSWORD)) {
+    throw invalid(`REDIS_SENTINELS is required when ${c.REDIS_SENTINEL_NAME ? 'REDIS_SENTINEL_NAME' : 'REDIS_SENTINEL_PASSWORD'} is set`)
+  }
+  if (c.REDIS_SENTINELS && c.REDIS_CLUSTER_NODES) throw invalid('set REDIS_SENTINELS or REDIS_CLUSTER_NODES, not both')
+  if (c.REDIS_WAIT_REPLICAS > 0 && !c.REDIS_URL && !c.REDIS_SENTINELS && !c.REDIS_CLUSTER_NODES) {
+    throw invalid('REDIS_WAIT_REPLICAS needs Redis (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES)')
+  }
+}
+
 /** Reads and validates the configuration; throws ConfigError naming the first bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const data = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''))
@@ -121,6 +145,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!config.JWT_SECRET && !config.JWT_PUBLIC_KEY && !config.JWT_JWKS_URL) {
     throw new ConfigError('Invalid configuration: JWT_SECRET (or JWT_PUBLIC_KEY or JWT_JWKS_URL) is required')
   }
+  checkRedis(config)
   if (config.MOLTBOOK_URL && !config.OPENCLAW_URL) {
     throw new ConfigError('Invalid configuration: OPENCLAW_URL is required when MOLTBOOK_URL is set')
   }

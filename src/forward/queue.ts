@@ -1,5 +1,6 @@
 import type { RedisClient } from '../redis/client.js'
 import type { Keys } from '../redis/keys.js'
+import { execReplicated, type ReplicatedWrites } from '../redis/replicated.js'
 import { feedRatingValidator, type FeedRating } from '../rating.js'
 import { onceWithin, Wakeable } from '../shared/wait.js'
 
@@ -119,6 +120,8 @@ export interface RedisQueueOptions {
   claimMs: number
   /** This replica's consumer name, unique per process: a restarted replica never takes a dead one's entries for its own. */
   consumer: string
+  /** REDIS_WAIT_REPLICAS > 0: an add resolves only once that many replicas hold it. */
+  replicated?: ReplicatedWrites
   now?: () => number
 }
 
@@ -143,11 +146,10 @@ export class RedisQueueStore implements QueueStore {
   }
 
   async add(values: QueuedRating[]): Promise<void> {
-    const pipeline = this.redis.pipeline()
+    const { replicated } = this.options
+    const pipeline = (replicated?.connection ?? this.redis).pipeline()
     for (const value of values) pipeline.xadd(this.key, '*', 'r', JSON.stringify(value))
-    const results = (await pipeline.exec()) ?? []
-    const failed = results.find(([err]) => err)
-    if (failed) throw failed[0]
+    await execReplicated(pipeline, replicated)
   }
 
   async read(count: number, blockMs: number): Promise<QueueEntry[]> {

@@ -10,6 +10,11 @@ export interface RedisSettings {
   url?: string
   /** Comma-separated `host:port` seeds of a Redis Cluster (wins over `url`). */
   clusterNodes?: string
+  /**
+   * The primary as Sentinel names it: connections ask `host:port,…` Sentinels for its address
+   * (`url` then only gives the primary's password and database).
+   */
+  sentinel?: { sentinels: string; name: string; password?: string }
 }
 
 /** Every key matching `pattern`, on every primary of a cluster (SCAN: for admin calls, never a hot path). */
@@ -43,8 +48,23 @@ const BASE: RedisOptions = {
   retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 5), 1000)
 }
 
-function clusterSeeds(nodes: string): { host: string; port: number }[] {
-  return nodes.split(',').map((hostPort) => {
+/**
+ * Through Sentinel: ask it for the primary on every (re)connect, drop the connection the moment
+ * a Sentinel announces a failover (`+switch-master`: the old primary may still be up, demoted),
+ * and reconnect on READONLY, the answer of a primary demoted under a connection we kept.
+ */
+function sentinelOptions({ sentinels, name, password }: NonNullable<RedisSettings['sentinel']>): RedisOptions {
+  return {
+    sentinels: hostPorts(sentinels),
+    name,
+    sentinelPassword: password,
+    failoverDetector: true,
+    reconnectOnError: (err) => err.message.startsWith('READONLY')
+  }
+}
+
+function hostPorts(list: string): { host: string; port: number }[] {
+  return list.split(',').map((hostPort) => {
     const [host, port] = hostPort.split(':')
     return { host, port: Number(port) }
   })
@@ -67,15 +87,19 @@ export class RedisConnections {
 
   /** A new connection (blocking reads hold theirs: XREADGROUP, XREAD BLOCK); closed by close(). */
   connect(name: string): RedisClient {
-    const { url, clusterNodes } = this.settings
+    const { url, clusterNodes, sentinel } = this.settings
     const client: RedisClient = clusterNodes
-      ? new Cluster(clusterSeeds(clusterNodes), {
+      ? new Cluster(hostPorts(clusterNodes), {
           lazyConnect: true,
           enableOfflineQueue: false,
           redisOptions: BASE,
           clusterRetryStrategy: BASE.retryStrategy
         })
-      : new Redis(url ?? 'redis://127.0.0.1:6379', { ...BASE, connectionName: `moltbridge-${name}` })
+      : new Redis(url ?? 'redis://127.0.0.1:6379', {
+          ...BASE,
+          ...(sentinel && sentinelOptions(sentinel)),
+          connectionName: `moltbridge-${name}`
+        })
     const outage = new OutageLog(this.log, { down: 'redis unavailable', up: 'redis available again' }, { redis: name })
     client.on('error', (err: Error) => outage.down(err))
     client.on('ready', () => outage.up())

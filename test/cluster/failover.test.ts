@@ -1,9 +1,6 @@
-import { EventSource } from 'eventsource'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
-import t, { type Test } from 'tap'
-import { compareEventIds } from '../../src/events/event-id.js'
-import type { FeedRating } from '../../src/rating.js'
+import t from 'tap'
 import { deletePrefix, REDIS_URL, TEST_SECRET, uniquePrefix } from '../helpers/app.js'
 import { moltbook } from '../helpers/moltbook.js'
 import { waitFor } from '../helpers/wait.js'
@@ -12,34 +9,12 @@ import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
 import { buildGateway, startGateways, type GatewayProcess } from '../helpers/processes.js'
 import { bucketsFile } from '../helpers/sse.js'
 import { mint } from '../helpers/tokens.js'
+import { caughtUp as allDelivered, checkDelivery, forwardCounts, subscribe, type Subscriber } from '../helpers/subscribers.js'
 
 const LEASE_MS = 5000 // the default: the takeover bound the issue asks for
 const USERS = ['fo-u1', 'fo-u2', 'fo-u3']
 // Many items: two scores for one item pending at once would be conflated (newest score per item wins), by design.
 const ITEMS = Array.from({ length: 500 }, (_, i) => `fo-i${i}`)
-const key = (r: { user_id: string; item_id: string; timestamp: number }) => `${r.user_id}/${r.item_id}/${r.timestamp}`
-
-interface Subscriber {
-  user: string
-  /** Score events received, in arrival order (replays after a reconnect included). */
-  events: { id: string; key: string }[]
-  /** How many times the stream (re)opened. */
-  opens: number
-}
-
-/** A real EventSource client (reconnects with Last-Event-ID) through the load balancer. */
-async function subscribe(t: Test, url: string, user: string, agent: string): Promise<Subscriber> {
-  const token = await mint({ sub: user, agent_id: agent }, { expiresIn: 600 })
-  const sub: Subscriber = { user, events: [], opens: 0 }
-  const es = new EventSource(url, {
-    fetch: (input, init) => fetch(input, { ...init, headers: { ...init.headers, authorization: `Bearer ${token}` } })
-  })
-  t.teardown(() => es.close())
-  es.onmessage = (m) => sub.events.push({ id: m.lastEventId, key: key(JSON.parse(m.data) as FeedRating) })
-  es.onopen = () => sub.opens++
-  await waitFor(`${user} stream open`, () => sub.opens > 0)
-  return sub
-}
 
 async function readyz(gw: GatewayProcess): Promise<{ leader: boolean; sseOpen: number } | null> {
   try {
@@ -93,13 +68,7 @@ t.test('three replicas behind nginx: leader failover and replica kill under SSE'
     subscribers.push(await subscribe(t, `${lb.url}/events/personalized-rating`, user, `fo-agent-${i}`))
   }
 
-  const forwardedKeys = () => new Set(openclaw.received.map((r) => key(r.body as FeedRating)))
-  /** Every rating sent so far reached every subscriber of its user. */
-  const caughtUp = () =>
-    subscribers.every((s) => {
-      const got = new Set(s.events.map((e) => e.key))
-      return feed.sent.every((r) => r.user_id !== s.user || got.has(key(r)))
-    })
+  const caughtUp = () => allDelivered(subscribers, feed.sent)
   // Kill between two feed messages: WebSocket has no acknowledgement and the feed does not replay,
   // so a rating written to a socket whose process is being killed is gone before any gateway code
   // sees it. The feed holds still for that instant only; everything a replica read must survive.
@@ -145,23 +114,13 @@ t.test('three replicas behind nginx: leader failover and replica kill under SSE'
   await waitFor('every rating delivered', caughtUp, 20_000)
   await sleep(500) // a late duplicate would show up here
 
-  const sent = feed.sent.map(key)
-  const forwarded = forwardedKeys()
-  const lost = sent.filter((k) => !forwarded.has(k)).length
-  const duplicates = sent.filter((k) => openclaw.received.filter((r) => key(r.body as FeedRating) === k).length > 1).length
-  t.comment(`ratings sent ${sent.length}, forwarded ${forwarded.size}, lost ${lost}, forwarded twice ${duplicates}`)
+  const { lost, duplicates } = forwardCounts(feed.sent, openclaw.received)
+  t.comment(`ratings sent ${feed.sent.length}, lost ${lost}, forwarded twice ${duplicates}`)
   t.equal(lost, 0, 'no rating lost')
   t.equal(duplicates, 0, 'no rating forwarded twice')
 
-  let reconnected = 0
-  for (const s of subscribers) {
-    const expected = feed.sent.filter((r) => r.user_id === s.user).map(key)
-    const ids = s.events.map((e) => e.id)
-    t.equal(new Set(ids).size, ids.length, `${s.user}: no duplicate event`)
-    t.ok(ids.every((id, i) => i === 0 || compareEventIds(ids[i - 1], id) < 0), `${s.user}: events in id order`)
-    t.same(new Set(s.events.map((e) => e.key)), new Set(expected), `${s.user}: every rating of the user, none other`)
-    if (s.opens > 1) reconnected++
-  }
+  t.equal(checkDelivery(t, subscribers, feed.sent), 0, 'no rating reached a subscriber twice')
+  const reconnected = subscribers.filter((s) => s.opens > 1).length
   t.comment(`subscribers that reconnected after a kill: ${reconnected} of ${subscribers.length}`)
   t.ok(reconnected >= 2, 'the killed replicas had subscribers, and they resumed')
 })

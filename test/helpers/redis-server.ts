@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
@@ -10,6 +10,8 @@ export interface RedisServer {
   port: number
   /** Stops the server (SIGTERM, waits for exit); clients see a dead Redis. */
   stop(): Promise<void>
+  /** Kills it (SIGKILL, waits for exit): a crash, nothing flushed or handed over. */
+  kill(): Promise<void>
   /** Starts it again on the same port (after stop, or stops it first). */
   restart(): Promise<void>
   /** Freezes the process (SIGSTOP): connections stay open, commands get no answer. */
@@ -22,6 +24,8 @@ export interface RedisServerOptions {
   port?: number
   /** Extra redis-server arguments, for example ['--cluster-enabled', 'yes']. */
   args?: string[]
+  /** A config file's text, written into the server's own dir and given first (Sentinel needs a file it can rewrite). */
+  config?: string
 }
 
 async function waitForPing(url: string, deadline: number): Promise<void> {
@@ -50,8 +54,13 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
 
   const start = async () => {
     await mkdir(dir, { recursive: true }) // stop() removes it
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]
-    const proc = spawn('redis-server', [...args, ...(options.args ?? [])], { stdio: 'ignore' })
+    const config = join(dir, 'redis.conf')
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...(options.args ?? [])]
+    if (options.config !== undefined) {
+      await writeFile(config, options.config)
+      args.unshift(config)
+    }
+    const proc = spawn('redis-server', args, { stdio: 'ignore' })
     child = proc
     const exited = new Promise<never>((_, reject) =>
       proc.once('exit', (code) => reject(new Error(`redis-server exited with ${code}`)))
@@ -60,13 +69,13 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     await Promise.race([waitForPing(url, Date.now() + 10_000), exited])
   }
 
-  const stop = async () => {
+  const stop = async (signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM') => {
     const proc = child
     child = null
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return
     const exited = new Promise((resolve) => proc.once('exit', resolve))
     proc.kill('SIGCONT') // a paused server handles SIGTERM only once resumed
-    proc.kill('SIGTERM')
+    proc.kill(signal)
     await exited
   }
 
@@ -78,6 +87,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       await stop()
       await rm(dir, { recursive: true, force: true }).catch(() => {})
     },
+    kill: () => stop('SIGKILL'),
     async restart() {
       await stop()
       await start()
