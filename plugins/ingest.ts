@@ -26,7 +26,7 @@ export default fp(
     app.decorate('ingest', ingest)
     // preClose: stop reading before the forwarder drains in its own close hooks.
     app.addHook('preClose', async () => {
-      await ingest.stop()
+      await ingest.close()
       const lost = ingest.unqueued()
       if (lost > 0) app.log.warn({ ratings: lost }, 'closing with moltbook ratings read but not queued')
     })

@@ -87,6 +87,12 @@ export class FeedIngest {
   /** Read but not yet queued: kept across stop()/start() (a lost lease, a Redis outage), so none is dropped. */
   private readonly pending: Pending[] = []
   private readonly invalidLog = new Map<InvalidReason, { at: number; skipped: number }>()
+  /**
+   * What a stopped session left pending is drained by a session without a socket: nobody else
+   * read those ratings, so this replica queues them even when another one leads from now on (a
+   * lease lost during a Redis outage or failover). Ended by start() or close().
+   */
+  private leftovers: Session | null = null
 
   constructor(
     private readonly deps: FeedIngestDeps,
@@ -119,7 +125,7 @@ export class FeedIngest {
     if (this.session) return
     this.session = new Session()
     this.connect(this.session, 0)
-    this.startDrain(this.session)
+    this.startDrain(this.session, this.endLeftovers())
   }
 
   /** Closes the socket, clears every timer, never reconnects; a no-op when stopped. */
@@ -141,7 +147,26 @@ export class FeedIngest {
     }
     this.deps.metrics.moltbookPaused.set(0)
     await session.draining
+    if (this.pending.length > 0) {
+      this.leftovers = new Session()
+      this.startDrain(this.leftovers)
+    }
+  }
+
+  /** Stops for good: ends the leftover drain after one last try to queue what is pending. */
+  async close(): Promise<void> {
+    await this.stop()
+    await this.endLeftovers()
     await this.flush()
+  }
+
+  private async endLeftovers(): Promise<void> {
+    const leftovers = this.leftovers
+    this.leftovers = null
+    if (!leftovers) return
+    leftovers.stopped = true
+    leftovers.waits.wake()
+    await leftovers.draining
   }
 
   private logInvalid(reason: InvalidReason, detail: string, data: Buffer, isBinary: boolean): void {
@@ -193,7 +218,7 @@ export class FeedIngest {
     if (session.paused && !session.stopped) this.setPaused(session, false)
   }
 
-  /** Last try on stop(): queue what is still pending, once, without waiting; the rest waits for start(). */
+  /** Last try on close: queue what is still pending, once, without waiting. */
   private async flush(): Promise<void> {
     while (this.pending.length > 0) {
       try {
@@ -205,8 +230,10 @@ export class FeedIngest {
     }
   }
 
-  private startDrain(session: Session): void {
-    session.draining ??= this.drain(session)
+  /** Drains `session` once `after` settled: two drains never hand the same pending rating over at once. */
+  private startDrain(session: Session, after: Promise<void> = Promise.resolve()): void {
+    session.draining ??= after
+      .then(() => this.drain(session))
       .catch((err: Error) => this.deps.log.error({ err }, 'moltbook ratings not handed to the queue'))
       .finally(() => {
         session.draining = null

@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis'
 import t from 'tap'
 import type { FeedRating } from '../../src/rating.js'
 import type { MoltbookOptions } from '../../src/simulators/moltbook.js'
@@ -206,6 +207,28 @@ t.test('while Redis is down the feed is paused and nothing read is dropped, even
   await waitFor('every rating read during the outage at OpenClaw', () => openclaw.received.length >= during.length, 20_000)
   t.same(sorted(bodies(openclaw)), sorted(during), 'each rating once')
   await waitFor('reading again', async () => (await metric(app, 'moltbridge_moltbook_paused')) === 0)
+})
+
+t.test('a leader that lost the lease during a Redis outage queues what it read, though another replica leads now', async (t) => {
+  const redis = await startRedisServer()
+  t.teardown(() => redis.stop())
+  const { app, feed, openclaw } = await pipeline(t, { REDIS_URL: redis.url, LEASE_MS: '30000' })
+  await redis.stop()
+  const during = [rating('lo-u1'), rating('lo-u2'), rating('lo-u1')]
+  feed.send(during[0])
+  feed.send([during[1], during[2]])
+  await waitFor('the feed socket to be paused', async () => (await metric(app, 'moltbridge_moltbook_paused')) === 1)
+
+  // The lease is lost (as on a failed renewal) and, Redis back, held by another replica (a
+  // failover: whoever asks first after the outage wins): this replica never leads again.
+  await app.ingest.stop()
+  await redis.restart()
+  const other = new Redis(redis.url)
+  await other.set(app.keys.lease, 'another-replica', 'PX', 60_000)
+  other.disconnect()
+  await waitFor('every rating read before the lease was lost at OpenClaw', () => openclaw.received.length >= during.length, 20_000)
+  t.same(sorted(bodies(openclaw)), sorted(during), 'each rating once')
+  t.equal(feed.clients(), 0, 'queued by a replica that no longer reads the feed')
 })
 
 t.test("the simulator's own feed: unique ratings at a rate, each forwarded once", async (t) => {
