@@ -1,6 +1,7 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import type { Log } from '../logger.js'
 import { OutageLog } from '../shared/outage-log.js'
+import { SentinelWatch, type SentinelAddress } from './sentinel-watch.js'
 import { onceWithin } from '../shared/wait.js'
 
 export type RedisClient = Redis | Cluster
@@ -53,12 +54,10 @@ const BASE: RedisOptions = {
 
 /**
  * Through Sentinel: every (re)connect asks a Sentinel for the primary, and a READONLY answer (a
- * primary demoted under a connection we kept: a manual failover, a healed partition) drops the
- * connection to ask again. While there is no primary, retry every 250 ms at most: a try is one
- * question to a Sentinel, and the new primary is reached within 250 ms of its promotion
- * (measured: 1 s retries left the gateway ~0.5 s behind the Sentinels). Not `failoverDetector`:
- * a `+switch-master` heard while the client is reconnecting makes ioredis 6 end that connection
- * for good ("Connection is closed.", status `end`; seen in the failover test).
+ * primary demoted under a connection we kept) drops the connection to ask again. While there is
+ * no primary, retry every 250 ms at most: a try is one question to a Sentinel, and the new
+ * primary is reached within 250 ms of its promotion (measured: 1 s retries left the gateway
+ * ~0.5 s behind the Sentinels). A switch with the old primary alive: see SentinelWatch.
  */
 function sentinelOptions({ sentinels, name, password }: NonNullable<RedisSettings['sentinel']>): RedisOptions {
   return {
@@ -84,12 +83,31 @@ function hostPorts(list: string): { host: string; port: number }[] {
 export class RedisConnections {
   readonly main: RedisClient
   private readonly open: RedisClient[] = []
+  private readonly watch: SentinelWatch | null = null
 
   constructor(
     private readonly settings: RedisSettings,
     private readonly log: Log
   ) {
     this.main = this.connect('main')
+    const { sentinel } = settings
+    if (sentinel) {
+      this.watch = new SentinelWatch(hostPorts(sentinel.sentinels), sentinel.name, sentinel.password, log, (primary) =>
+        this.leaveOldPrimary(primary)
+      )
+    }
+  }
+
+  /**
+   * Drops the connections that are up but not to `primary`: they reconnect through Sentinel at
+   * once. Those not up are left alone: their next try asks a Sentinel anyway.
+   */
+  private leaveOldPrimary(primary: SentinelAddress): void {
+    for (const client of this.open) {
+      if (!(client instanceof Redis) || client.status !== 'ready') continue
+      const { remoteAddress, remotePort } = client.stream
+      if (remoteAddress !== primary.host || remotePort !== primary.port) client.disconnect(true)
+    }
   }
 
   /** A new connection (blocking reads hold theirs: XREADGROUP, XREAD BLOCK); closed by close(). */
@@ -141,6 +159,7 @@ export class RedisConnections {
   }
 
   async close(): Promise<void> {
+    this.watch?.close()
     await Promise.all(this.open.map((client) => client.quit().catch(() => client.disconnect())))
   }
 }

@@ -1,51 +1,19 @@
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { TEST_SECRET } from '../helpers/app.js'
-import { moltbook } from '../helpers/moltbook.js'
-import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
-import { buildGateway, startGateways, type GatewayProcess } from '../helpers/processes.js'
-import { startRedisSentinel } from '../helpers/redis-sentinel.js'
-import { bucketsFile } from '../helpers/sse.js'
-import { caughtUp, checkDelivery, forwardCounts, subscribe, type Subscriber } from '../helpers/subscribers.js'
+import type { GatewayProcess } from '../helpers/processes.js'
+import { startSentinelPipeline } from '../helpers/sentinel-pipeline.js'
+import { checkDelivery, forwardCounts } from '../helpers/subscribers.js'
 import { waitFor } from '../helpers/wait.js'
 
 // REDIS_WAIT_REPLICAS of the gateways; `SENTINEL_TEST_WAIT_REPLICAS=0 npx tap <this file>` measures
 // the same failover without WAIT.
 const WAIT_REPLICAS = Number(process.env.SENTINEL_TEST_WAIT_REPLICAS ?? 1)
-const USERS = ['sf-u1', 'sf-u2', 'sf-u3']
-// Many items: two scores for one item pending at once would be conflated (SPEC 4), by design.
-const ITEMS = Array.from({ length: 500 }, (_, i) => `sf-i${i}`)
 
 const ready = (gw: GatewayProcess) => fetch(`${gw.url}/readyz`).then((r) => r.ok, () => false)
 
-t.test(`Sentinel failover under load (REDIS_WAIT_REPLICAS=${WAIT_REPLICAS}): the gateways follow, no rating lost`, async (t) => {
-  await buildGateway()
-  const redis = await startRedisSentinel(t)
-  const openclaw = await startTestOpenClaw(t)
-  const feed = await moltbook(t, { users: USERS, items: ITEMS })
-  const generous = await bucketsFile(t, { capacity: 100000, refill_rate: 100000 })
-  const gateways = await startGateways(t, 2, {
-    REDIS_SENTINELS: redis.sentinels,
-    REDIS_SENTINEL_NAME: redis.name,
-    REDIS_WAIT_REPLICAS: String(WAIT_REPLICAS),
-    REDIS_WAIT_TIMEOUT_MS: '500',
-    JWT_SECRET: TEST_SECRET,
-    MOLTBOOK_URL: feed.url,
-    MOLTBOOK_BACKOFF_MAX_MS: '1000',
-    ...openclawEnv(openclaw),
-    BUCKETS_FILE: generous,
-    QUEUE_CLAIM_MS: '2000',
-    SSE_RETRY_MS: '300',
-    SSE_HEARTBEAT_MS: '1000'
-  })
-  // Each user watched on both replicas: one stream per (user, replica).
-  const subscribers: Subscriber[] = []
-  for (const [i, gw] of gateways.entries()) {
-    for (const user of USERS) subscribers.push(await subscribe(t, `${gw.url}/events/personalized-rating`, user, `sf-agent-${i}-${user}`))
-  }
-  const delivered = () => caughtUp(subscribers, feed.sent)
-
+t.test(`SIGKILL of the primary under load (REDIS_WAIT_REPLICAS=${WAIT_REPLICAS}): the gateways follow, no rating lost`, async (t) => {
+  const { redis, feed, openclaw, gateways, subscribers, delivered } = await startSentinelPipeline(t, { replicas: 1, waitReplicas: WAIT_REPLICAS })
   feed.setRate(20)
   await waitFor('ratings flow', () => feed.sent.length >= 20 && delivered(), 15_000)
 
@@ -67,13 +35,12 @@ t.test(`Sentinel failover under load (REDIS_WAIT_REPLICAS=${WAIT_REPLICAS}): the
   // The dead node comes back (as a supervisor restarts it) and the Sentinels make it a replica of
   // the new primary: until then WAIT 1 has no replica to count, and the feed waits, paused.
   await victim.restart()
-  const sentLater = () => feed.sent.slice(sentAtKill + 40)
-  await waitFor('the feed flows again', () => sentLater().length > 0 && caughtUp(subscribers, sentLater()), 60_000)
+  await waitFor('the feed flows again', () => feed.sent.length > sentAtKill + 40 && delivered(sentAtKill + 40), 60_000)
   t.comment(`ratings sent after the kill reach subscribers again ${Math.round(performance.now() - killedAt)} ms after it`)
 
   feed.setRate(0)
   // Without WAIT a rating the old primary had not replicated may be gone: counted below, not awaited.
-  await waitFor('every rating delivered', delivered, 30_000).catch((err: Error) => {
+  await waitFor('every rating delivered', () => delivered(), 30_000).catch((err: Error) => {
     if (WAIT_REPLICAS > 0) throw err
   })
   await sleep(500) // a late duplicate would show up here

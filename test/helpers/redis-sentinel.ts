@@ -14,6 +14,8 @@ export interface RedisSentinelSet {
   downAfterMs: number
   /** The port of the node the Sentinels name as primary now (the first Sentinel that answers). */
   primaryPort(): Promise<number>
+  /** A switch with the primary alive (`SENTINEL FAILOVER`, as for maintenance); resolves once it is done. */
+  switchPrimary(): Promise<void>
 }
 
 export interface SentinelOptions {
@@ -22,8 +24,8 @@ export interface SentinelOptions {
   downAfterMs?: number
 }
 
-/** Asks one Sentinel (or data node) and disconnects. */
-async function ask<T>(port: number, command: (client: Redis) => Promise<T>): Promise<T> {
+/** Asks one Sentinel or data node on loopback, and disconnects. */
+export async function ask<T>(port: number, command: (client: Redis) => Promise<T>): Promise<T> {
   const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
   client.on('error', () => {})
   try {
@@ -84,17 +86,26 @@ export async function startRedisSentinel(t: Teardown, options: SentinelOptions =
   }
   await waitFor('Sentinels see the replicas and each other', async () => (await Promise.all(ports.map(sees))).every(Boolean), 20_000)
 
+  const primaryPort = async () => {
+    for (const port of ports) {
+      const address = await ask(port, (c) => c.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', name)).catch(() => null)
+      if (Array.isArray(address)) return Number(address[1])
+    }
+    throw new Error('no Sentinel answered')
+  }
+  const startFailover = () => ask(ports[0], (c) => c.call('SENTINEL', 'FAILOVER', name)).then(() => true, () => false)
+
   return {
     sentinels: ports.map((p) => `127.0.0.1:${p}`).join(','),
     name,
     servers,
     downAfterMs,
-    async primaryPort() {
-      for (const port of ports) {
-        const address = await ask(port, (c) => c.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', name)).catch(() => null)
-        if (Array.isArray(address)) return Number(address[1])
-      }
-      throw new Error('no Sentinel answered')
+    primaryPort,
+    async switchPrimary() {
+      const before = await primaryPort()
+      // Refused (NOGOODSLAVE) until a Sentinel has seen a replica in sync recently: ask again.
+      await waitFor('a Sentinel to start the failover', startFailover, 30_000)
+      await waitFor('the Sentinels to name the new primary', async () => (await primaryPort()) !== before, 20_000)
     }
   }
 }
