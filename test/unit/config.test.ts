@@ -46,6 +46,30 @@ t.test('a bad or missing value is a ConfigError naming the variable', async (t) 
   t.ok(new ConfigError('x') instanceof Error)
 })
 
+t.test('Redis through Sentinel, and WAIT for replicas', async (t) => {
+  const sentinel = { JWT_SECRET: 's', REDIS_SENTINELS: 'sentinel-1:26379,10.0.0.2:26380', REDIS_SENTINEL_NAME: 'mymaster' }
+  const config = loadConfig({ ...sentinel, REDIS_SENTINEL_PASSWORD: 'pw', REDIS_WAIT_REPLICAS: '1' })
+  t.match(config, { ...sentinel, REDIS_SENTINEL_PASSWORD: 'pw', REDIS_WAIT_REPLICAS: 1, REDIS_WAIT_TIMEOUT_MS: 1000 })
+  t.equal(loadConfig({ JWT_SECRET: 's' }).REDIS_WAIT_REPLICAS, 0, 'no WAIT by default')
+
+  const cases: Array<[string, Record<string, string>, RegExp]> = [
+    ['Sentinels without the primary name', { REDIS_SENTINELS: 'h:26379' }, /REDIS_SENTINEL_NAME is required when REDIS_SENTINELS is set/],
+    ['a name without Sentinels', { REDIS_SENTINEL_NAME: 'mymaster' }, /REDIS_SENTINELS is required when REDIS_SENTINEL_NAME is set/],
+    ['a password without Sentinels', { REDIS_SENTINEL_PASSWORD: 'pw' }, /REDIS_SENTINELS is required when REDIS_SENTINEL_PASSWORD is set/],
+    ['no port', { REDIS_SENTINELS: 'sentinel-1', REDIS_SENTINEL_NAME: 'm' }, /REDIS_SENTINELS/],
+    ['a URL instead of host:port', { REDIS_SENTINELS: 'redis://h:26379', REDIS_SENTINEL_NAME: 'm' }, /REDIS_SENTINELS/],
+    ['an empty item', { REDIS_SENTINELS: 'h:1,,h:2', REDIS_SENTINEL_NAME: 'm' }, /REDIS_SENTINELS/],
+    ['Sentinel and Cluster', { ...sentinel, REDIS_CLUSTER_NODES: 'h:7000' }, /REDIS_SENTINELS or REDIS_CLUSTER_NODES, not both/],
+    ['negative replicas', { REDIS_URL: 'redis://h', REDIS_WAIT_REPLICAS: '-1' }, /REDIS_WAIT_REPLICAS/],
+    ['replicas not a number', { REDIS_URL: 'redis://h', REDIS_WAIT_REPLICAS: 'all' }, /REDIS_WAIT_REPLICAS/],
+    ['WAIT without Redis', { REDIS_WAIT_REPLICAS: '1' }, /REDIS_WAIT_REPLICAS needs Redis/],
+    ['a zero WAIT timeout', { REDIS_URL: 'redis://h', REDIS_WAIT_TIMEOUT_MS: '0' }, /REDIS_WAIT_TIMEOUT_MS/]
+  ]
+  for (const [name, env, message] of cases) {
+    t.throws(() => loadConfig({ JWT_SECRET: 's', ...env }), { name: 'ConfigError', message }, name)
+  }
+})
+
 /** Runs the real entry point (through the TypeScript loader) with only the given environment. */
 function start(env: Record<string, string>): Promise<{ code: number | null; stderr: string; stdout: string }> {
   return new Promise((resolve, reject) => {
