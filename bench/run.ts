@@ -17,6 +17,7 @@ import { startMoltbook } from '../src/simulators/moltbook.js'
 import { startOpenClaw } from '../src/simulators/openclaw.js'
 import type { ClientsReport } from './sse-clients.js'
 import type { HostCommand } from './host.js'
+import { startRedisPair } from './redis-pair.js'
 import { summarize, type Summary } from './stats.js'
 
 const quick = process.argv.includes('--quick')
@@ -269,6 +270,71 @@ async function feedToSse(): Promise<void> {
     await openclaw.close()
   }
 }
+/** Queue entries ever added (XINFO STREAM `entries-added`: acknowledged ones included); 0 before the first. */
+async function entriesAdded(redis: Redis, key: string): Promise<number> {
+  const info = (await redis.xinfo('STREAM', key).catch(() => [])) as unknown[]
+  const at = info.indexOf('entries-added')
+  return at >= 0 ? Number(info[at + 1]) : 0
+}
+
+/** `count` feed messages of one rating each, sent at once: ratings per second until all are queued. */
+async function ingestOnce(redisUrl: string, replicas: number, count: number): Promise<number> {
+  const moltbook = await startMoltbook({ rate: 0 })
+  const child = new Child('host.js')
+  const redis = new Redis(redisUrl)
+  const prefix = `${PREFIX}-ingest-${replicas}`
+  try {
+    const env = gatewayEnv({
+      REDIS_URL: redisUrl,
+      KEY_PREFIX: prefix,
+      REDIS_WAIT_REPLICAS: String(replicas),
+      MOLTBOOK_URL: moltbook.url,
+      // Nothing listens there: forwarding waits (one entry held), so the run measures queueing alone.
+      OPENCLAW_URL: 'http://127.0.0.1:1',
+      OPENCLAW_API_KEY: 'bench-key',
+      FORWARD_HELD_MAX: '1',
+      QUEUE_MAX: String(count * 2)
+    })
+    await host({ cmd: 'gateway', env }, child)
+    for (let i = 0; i < 200 && moltbook.clients() === 0; i++) await sleep(50)
+    const started = Date.now()
+    for (let i = 0; i < count; i++) moltbook.send({ user_id: `iu${i % 100}`, item_id: `ii${i}`, timestamp: 1721000000 + i, rating: 3 })
+    const key = `${prefix}:{queue}:stream`
+    while ((await entriesAdded(redis, key)) < count && Date.now() - started < 120_000) await sleep(20)
+    const queued = await entriesAdded(redis, key)
+    return (queued / (Date.now() - started)) * 1000
+  } finally {
+    redis.disconnect()
+    child.stop()
+    await moltbook.close()
+  }
+}
+
+/** What WAIT costs the feed: the same primary (with one replica) and load, REDIS_WAIT_REPLICAS 0 then 1. */
+async function ingest(): Promise<void> {
+  const count = quick ? 2000 : 20000
+  const pair = await startRedisPair()
+  const rates: number[] = []
+  try {
+    for (const replicas of [0, 1]) {
+      rates.push(await step(`feed ingest: ${count} messages, REDIS_WAIT_REPLICAS=${replicas}`, () => ingestOnce(pair.url, replicas, count)))
+    }
+  } finally {
+    pair.stop()
+  }
+  const [plain, confirmed] = rates
+  const ratio = confirmed / plain
+  figures.ingest = { messages: count, ratingsPerSecond: { wait0: plain, wait1: confirmed }, ratio }
+  rows.push({
+    scenario: 'feed ingest ratings/s, one rating per message: REDIS_WAIT_REPLICAS=1 vs 0 (primary + 1 replica)',
+    moltbridge: fmt(confirmed),
+    baseline: fmt(plain),
+    ratio,
+    target: '≥ 0.5×',
+    met: ratio >= 0.5
+  })
+}
+
 interface FanOut {
   streams: number
   perConnectionBytes: number
@@ -382,6 +448,7 @@ async function main() {
     ['rest', restProxy],
     ['buckets', bucketDecisions],
     ['feedToSse', feedToSse],
+    ['ingest', ingest],
     ['fanOut', fanOut]
   ]
   // `--only=buckets` (a name, or several with commas) runs part of the report while profiling.
