@@ -12,6 +12,7 @@ import { ROOT } from '../helpers/processes.js'
 interface Service {
   build?: unknown
   image?: string
+  profiles?: string[]
   command?: string[]
   environment?: Record<string, string>
   ports?: string[]
@@ -56,6 +57,41 @@ t.test('the replicas point at the shared Redis and the simulators', async (t) =>
   }
 })
 
+t.test('profile sentinel: a primary, a replica, three Sentinels, and deploy/sentinel.env pointing the replicas at them', async (t) => {
+  const env = Object.fromEntries(
+    read('deploy/sentinel.env')
+      .split('\n')
+      .filter((line) => /^[A-Z_]+=/.test(line))
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)])
+  )
+  t.equal(env.COMPOSE_PROFILES, 'sentinel', 'the env file turns the profile on')
+  const inProfile = Object.entries(services).filter(([, s]) => s.profiles?.includes('sentinel'))
+  const names = inProfile.map(([name]) => name)
+  const sentinels = inProfile.filter(([, s]) => s.command?.join(' ').includes('--sentinel'))
+  t.equal(sentinels.length, 3, 'three Sentinels')
+  t.same(
+    env.REDIS_SENTINELS.split(',').sort(),
+    sentinels.map(([name]) => `${name}:26379`).sort(),
+    'REDIS_SENTINELS lists every Sentinel on its port'
+  )
+  for (const [name, s] of sentinels) {
+    const monitor = /sentinel monitor (\S+) (\S+) 6379 (\d)/.exec(s.command?.join(' ') ?? '')
+    t.equal(monitor?.[1], env.REDIS_SENTINEL_NAME, `${name} monitors the primary REDIS_SENTINEL_NAME names`)
+    t.ok(monitor && names.includes(monitor[2]), `${name} monitors a primary of the profile`)
+    t.equal(monitor?.[3], '2', `${name}: quorum 2 of 3`)
+  }
+  const replicas = inProfile.filter(([, s]) => s.command?.includes('--replicaof'))
+  t.equal(replicas.length, 1, 'one replica')
+  const primary = replicas[0][1].command?.[replicas[0][1].command.indexOf('--replicaof') + 1]
+  t.ok(primary && services[primary]?.profiles?.includes('sentinel'), 'it replicates the primary of the profile')
+  t.ok(Number(env.REDIS_WAIT_REPLICAS) <= replicas.length, 'REDIS_WAIT_REPLICAS asks no more replicas than there are')
+  for (const [name, s] of gateways) {
+    for (const variable of ['REDIS_SENTINELS', 'REDIS_SENTINEL_NAME', 'REDIS_WAIT_REPLICAS']) {
+      t.match(s.environment?.[variable], new RegExp(`^\\$\\{${variable}:-`), `${name} takes ${variable} from the env file`)
+    }
+  }
+})
+
 t.test('nginx: the mounted config exists, balances over every replica, and is set up for SSE', async (t) => {
   const mount = services.nginx.volumes?.find((v) => v.includes('nginx.conf'))
   t.ok(mount, 'nginx mounts a config')
@@ -85,16 +121,21 @@ t.test('Dockerfile: multi-stage node:20-slim, production dependencies only, non-
 })
 
 const exec = promisify(execFile)
-const composeInstalled = await exec('docker', ['compose', 'version']).then(
-  () => true,
-  () => false
+/** `docker compose` (v2), or Debian's `docker-compose` 1.29: both validate the file without an engine. */
+const composeCommand = await exec('docker', ['compose', 'version']).then(
+  () => ['docker', 'compose'],
+  () => exec('docker-compose', ['version']).then(() => ['docker-compose'], () => null)
 )
 
 t.test(
-  'docker compose config accepts the file',
-  { skip: composeInstalled ? false : 'docker compose is not installed here' },
+  'docker compose config accepts the file, as it is and with deploy/sentinel.env',
+  { skip: composeCommand ? false : 'neither docker compose nor docker-compose is installed here' },
   async (t) => {
-    await exec('docker', ['compose', '-f', join(ROOT, 'docker-compose.yml'), 'config', '--quiet'], { cwd: ROOT })
+    const [command, ...args] = composeCommand ?? []
+    const file = ['-f', join(ROOT, 'docker-compose.yml')]
+    await exec(command, [...args, ...file, 'config', '--quiet'], { cwd: ROOT })
     t.pass('docker compose config')
+    const { stdout } = await exec(command, [...args, '--env-file', join(ROOT, 'deploy/sentinel.env'), ...file, 'config'], { cwd: ROOT })
+    t.match(stdout, /REDIS_SENTINELS: sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/, 'the env file reaches the gateways')
   }
 )
