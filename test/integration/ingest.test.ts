@@ -190,19 +190,27 @@ t.test('when OpenClaw is down the feed is paused, the queue stays bounded, and e
   t.ok(maxDepth <= limit, `queue depth ${maxDepth} stayed bounded`)
 })
 
-t.test('while Redis is down the feed is paused and nothing read is dropped, even across stop()/start()', async (t) => {
+/**
+ * Ratings read while Redis is down (the feed paused), then the lease lost as on a failed renewal
+ * (ingest stopped), then Redis back: what the tests below start from.
+ */
+async function readDuringOutage(t: Teardown, user: string) {
   const redis = await startRedisServer()
   t.teardown(() => redis.stop())
   const { app, feed, openclaw } = await pipeline(t, { REDIS_URL: redis.url, LEASE_MS: '30000' })
   await redis.stop()
-  const during = [rating('rd-u1'), rating('rd-u2'), rating('rd-u1')]
+  const during = [rating(`${user}1`), rating(`${user}2`), rating(`${user}1`)]
   feed.send(during[0])
   feed.send([during[1], during[2]])
   await waitFor('the feed socket to be paused', async () => (await metric(app, 'moltbridge_moltbook_paused')) === 1)
-
-  // What the lease does when it is lost and won again: the ratings read meanwhile are kept.
   await app.ingest.stop()
   await redis.restart()
+  return { app, feed, openclaw, during, redis }
+}
+
+t.test('while Redis is down the feed is paused and nothing read is dropped, even across stop()/start()', async (t) => {
+  const { app, openclaw, during } = await readDuringOutage(t, 'rd-u')
+  // The lease won again: the ratings read meanwhile were kept.
   app.ingest.start()
   await waitFor('every rating read during the outage at OpenClaw', () => openclaw.received.length >= during.length, 20_000)
   t.same(sorted(bodies(openclaw)), sorted(during), 'each rating once')
@@ -210,19 +218,8 @@ t.test('while Redis is down the feed is paused and nothing read is dropped, even
 })
 
 t.test('a leader that lost the lease during a Redis outage queues what it read, though another replica leads now', async (t) => {
-  const redis = await startRedisServer()
-  t.teardown(() => redis.stop())
-  const { app, feed, openclaw } = await pipeline(t, { REDIS_URL: redis.url, LEASE_MS: '30000' })
-  await redis.stop()
-  const during = [rating('lo-u1'), rating('lo-u2'), rating('lo-u1')]
-  feed.send(during[0])
-  feed.send([during[1], during[2]])
-  await waitFor('the feed socket to be paused', async () => (await metric(app, 'moltbridge_moltbook_paused')) === 1)
-
-  // The lease is lost (as on a failed renewal) and, Redis back, held by another replica (a
-  // failover: whoever asks first after the outage wins): this replica never leads again.
-  await app.ingest.stop()
-  await redis.restart()
+  const { app, feed, openclaw, during, redis } = await readDuringOutage(t, 'lo-u')
+  // Another replica took the lease (after a failover, whoever asks first wins): this one never leads again.
   const other = new Redis(redis.url)
   await other.set(app.keys.lease, 'another-replica', 'PX', 60_000)
   other.disconnect()
