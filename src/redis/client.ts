@@ -1,8 +1,8 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import type { Log } from '../logger.js'
 import { OutageLog } from '../shared/outage-log.js'
-import { SentinelWatch, type SentinelAddress } from './sentinel-watch.js'
 import { onceWithin } from '../shared/wait.js'
+import { SentinelWatch, type SentinelAddress } from './sentinel-watch.js'
 
 export type RedisClient = Redis | Cluster
 
