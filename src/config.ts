@@ -128,6 +128,8 @@ function checkRedis(c: Config): void {
     throw invalid(`REDIS_SENTINELS is required when ${c.REDIS_SENTINEL_NAME ? 'REDIS_SENTINEL_NAME' : 'REDIS_SENTINEL_PASSWORD'} is set`)
   }
   if (c.REDIS_SENTINELS && c.REDIS_CLUSTER_NODES) throw invalid('set REDIS_SENTINELS or REDIS_CLUSTER_NODES, not both')
+  // ioredis would reach the primary without TLS through Sentinel unless told otherwise: refuse rather than downgrade.
+  if (c.REDIS_SENTINELS && c.REDIS_URL?.startsWith('rediss:')) throw invalid('REDIS_URL must be redis:// with REDIS_SENTINELS (no TLS through Sentinel)')
   if (c.REDIS_WAIT_REPLICAS > 0 && !c.REDIS_URL && !c.REDIS_SENTINELS && !c.REDIS_CLUSTER_NODES) {
     throw invalid('REDIS_WAIT_REPLICAS needs Redis (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES)')
   }

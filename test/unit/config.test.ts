@@ -60,6 +60,7 @@ t.test('Redis through Sentinel, and WAIT for replicas', async (t) => {
     ['a URL instead of host:port', { REDIS_SENTINELS: 'redis://h:26379', REDIS_SENTINEL_NAME: 'm' }, /REDIS_SENTINELS/],
     ['an empty item', { REDIS_SENTINELS: 'h:1,,h:2', REDIS_SENTINEL_NAME: 'm' }, /REDIS_SENTINELS/],
     ['Sentinel and Cluster', { ...sentinel, REDIS_CLUSTER_NODES: 'h:7000' }, /REDIS_SENTINELS or REDIS_CLUSTER_NODES, not both/],
+    ['TLS through Sentinel', { ...sentinel, REDIS_URL: 'rediss://:pw@h' }, /REDIS_URL must be redis:\/\/ with REDIS_SENTINELS/],
     ['negative replicas', { REDIS_URL: 'redis://h', REDIS_WAIT_REPLICAS: '-1' }, /REDIS_WAIT_REPLICAS/],
     ['replicas not a number', { REDIS_URL: 'redis://h', REDIS_WAIT_REPLICAS: 'all' }, /REDIS_WAIT_REPLICAS/],
     ['WAIT without Redis', { REDIS_WAIT_REPLICAS: '1' }, /REDIS_WAIT_REPLICAS needs Redis/],
