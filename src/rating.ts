@@ -7,10 +7,14 @@ export const ID_MAX_LENGTH = 128
 /** A user, item or agent id. */
 export const Id = Type.String({ minLength: 1, maxLength: ID_MAX_LENGTH })
 
+/** Latest `timestamp` of the contract: 2100-01-01, Unix seconds. */
+const TIMESTAMP_MAX = 4102444800
+
 const ratingFields = {
   user_id: Id,
   item_id: Id,
-  timestamp: Type.Integer({ description: 'Unix seconds' }),
+  timestamp: Type.Integer({ minimum: 0, maximum: TIMESTAMP_MAX, description: 'Unix seconds, up to the year 2100' }),
+  // The bounds also refuse what JSON.parse makes of 1e400 (Infinity).
   rating: Type.Number({ minimum: 0, maximum: 5 })
 }
 

@@ -118,3 +118,29 @@ t.test('seed rate-limit test: 100 agents x 50 concurrent requests, 40 + 20/s eac
   t.pass(`${totalAllowed} of 5000 allowed`)
   t.equal(sim.received.length, totalAllowed, 'nothing throttled reached OpenClaw')
 })
+
+t.test('defect 17: timestamp is an integer from 0 to 4102444800 and rating a finite number from 0 to 5', async (t) => {
+  const sim = await startTestOpenClaw(t)
+  const app = await buildTestApp(t, openclawEnv(sim))
+  const authorization = await bearerOf('12345')
+  const post = (payload: string) =>
+    app.inject({ method: 'POST', url: '/v1/rating', headers: { authorization, 'content-type': 'application/json' }, payload })
+  const body = (fields: string) => `{"user_id":"12345","item_id":"98765",${fields}}`
+  const refused: Array<[string, string, RegExp]> = [
+    ['timestamp 1e300', body('"timestamp":1e300,"rating":4'), /timestamp/],
+    ['timestamp after 2100', body('"timestamp":4102444801,"rating":4'), /timestamp/],
+    ['negative timestamp', body('"timestamp":-1,"rating":4'), /timestamp/],
+    ['rating 1e400 (Infinity once parsed)', body('"timestamp":1721234567,"rating":1e400'), /rating/],
+    ['rating -1e400', body('"timestamp":1721234567,"rating":-1e400'), /rating/]
+  ]
+  for (const [name, payload, field] of refused) {
+    const res = await post(payload)
+    t.equal(res.statusCode, 400, `${name}: 400`)
+    t.match(res.json().message, field, `${name}: names the field (${res.json().message})`)
+  }
+  t.equal(sim.received.length, 0, 'nothing out of bounds reached OpenClaw')
+  for (const timestamp of [0, 4102444800]) {
+    const res = await post(body(`"timestamp":${timestamp},"rating":5`))
+    t.equal(res.statusCode, 200, `timestamp ${timestamp} is inside the bounds`)
+  }
+})

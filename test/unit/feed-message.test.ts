@@ -53,3 +53,18 @@ t.test('garbage messages are rejected with a reason, never thrown', async (t) =>
   t.same(parse(big).ratings, [], 'an oversized message is skipped as a whole')
   t.equal(parse(big).invalid[0].reason, 'too_large')
 })
+
+t.test('defect 17: a feed rating with a timestamp or rating out of bounds is skipped, naming the field', async (t) => {
+  const cases: [string, RegExp][] = [
+    ['{"user_id":"u1","item_id":"i1","timestamp":1e300,"rating":1}', /\/timestamp/],
+    ['{"user_id":"u1","item_id":"i1","timestamp":4102444801,"rating":1}', /\/timestamp/],
+    ['{"user_id":"u1","item_id":"i1","timestamp":-5,"rating":1}', /\/timestamp/],
+    ['{"user_id":"u1","item_id":"i1","timestamp":1,"rating":1e400}', /\/rating/]
+  ]
+  for (const [text, field] of cases) {
+    const result = parse(text)
+    t.same(result.ratings, [], text)
+    t.match(result.invalid[0]?.detail, field, text)
+  }
+  t.same(parse('{"user_id":"u1","item_id":"i1","timestamp":4102444800,"rating":0}').ratings.length, 1, 'the bounds themselves are valid')
+})
