@@ -32,6 +32,7 @@ export const ConfigSchema = Type.Object({
   /** Prefix of every Redis key, so several deployments (or tests) can share one Redis. */
   KEY_PREFIX: Type.String({ default: 'mb', pattern: '^[A-Za-z0-9_.-]+$' }),
 
+  /** HMAC key for HS* tokens: at least 32 bytes (checked in loadConfig, which names the variable). */
   JWT_SECRET: Type.Optional(Type.String({ minLength: 1 })),
   JWT_PUBLIC_KEY: Type.Optional(Type.String({ minLength: 1 })),
   JWT_JWKS_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
@@ -41,6 +42,8 @@ export const ConfigSchema = Type.Object({
     Type.String({ pattern: '^(HS|RS|PS|ES)(256|384|512)(,(HS|RS|PS|ES)(256|384|512)|,EdDSA|,Ed25519)*$|^(EdDSA|Ed25519)(,[A-Za-z0-9]+)*$' })
   ),
   JWT_CLOCK_TOLERANCE_S: Type.Integer({ default: 5, minimum: 0, maximum: 300 }),
+  /** Tokens without `exp` are refused: a token that never expires cannot be taken back. */
+  JWT_REQUIRE_EXP: Type.Boolean({ default: true }),
   /** After a JWKS fetch, an unknown `kid` triggers another fetch only once this much time has passed. */
   JWT_JWKS_COOLDOWN_MS: Type.Integer({ default: 30000, minimum: 0 }),
 
@@ -109,6 +112,9 @@ export const ConfigSchema = Type.Object({
 
 export type Config = Static<typeof ConfigSchema>
 
+/** RFC 7518 3.2: an HS256 key is at least as long as the hash (256 bits). */
+const HMAC_SECRET_MIN_BYTES = 32
+
 /** A configuration problem: the message names the variable, the process exits 1 without a stack. */
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -146,6 +152,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (!config.JWT_SECRET && !config.JWT_PUBLIC_KEY && !config.JWT_JWKS_URL) {
     throw new ConfigError('Invalid configuration: JWT_SECRET (or JWT_PUBLIC_KEY or JWT_JWKS_URL) is required')
+  }
+  if (config.JWT_SECRET !== undefined && Buffer.byteLength(config.JWT_SECRET) < HMAC_SECRET_MIN_BYTES) {
+    throw new ConfigError(
+      `Invalid configuration: JWT_SECRET must be at least ${HMAC_SECRET_MIN_BYTES} bytes (a short HMAC key can be guessed offline from one token): generate one with \`openssl rand -base64 48\``
+    )
   }
   checkRedis(config)
   if (config.MOLTBOOK_URL && !config.OPENCLAW_URL) {

@@ -18,6 +18,7 @@ export type VerifierConfig = Pick<
   | 'JWT_ISSUER'
   | 'JWT_AUDIENCE'
   | 'JWT_CLOCK_TOLERANCE_S'
+  | 'JWT_REQUIRE_EXP'
 >
 
 /** Verified tokens remembered at once, and for how long at most (see VerifiedTokens). */
@@ -39,6 +40,7 @@ class KeysUnavailable extends Error {}
 function describe(err: unknown): string {
   if (err instanceof errors.JWTExpired) return 'token expired (exp)'
   if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.reason === 'missing') return `missing required claim "${err.claim}"`
     if (err.claim === 'nbf') return 'token not yet valid (nbf)'
     if (err.claim === 'iss' || err.claim === 'aud') return `unexpected "${err.claim}" claim`
     return `claim "${err.claim}" is invalid`
@@ -115,7 +117,13 @@ export class JwtVerifier {
       throw new ConfigError(`Invalid configuration: JWT_ALGORITHMS: ${(err as Error).message}`)
     }
     this.getKey = keyResolver(config, new OutageLog(log, { down: 'JWKS unavailable', up: 'JWKS available again' }))
-    this.options = { algorithms, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, clockTolerance: config.JWT_CLOCK_TOLERANCE_S }
+    this.options = {
+      algorithms,
+      issuer: config.JWT_ISSUER,
+      audience: config.JWT_AUDIENCE,
+      clockTolerance: config.JWT_CLOCK_TOLERANCE_S,
+      requiredClaims: config.JWT_REQUIRE_EXP ? ['exp'] : []
+    }
     this.verified = new VerifiedTokens(VERIFIED_MAX, VERIFIED_MAX_AGE_MS, clock)
   }
 

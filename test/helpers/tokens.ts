@@ -9,8 +9,8 @@ export interface MintOptions {
   /** HMAC secret (string) or private key; default TEST_SECRET. */
   key?: string | Uint8Array | CryptoKey
   kid?: string
-  /** Seconds from now; default 300. */
-  expiresIn?: number
+  /** Seconds from now; default 300; null: no `exp` claim at all. */
+  expiresIn?: number | null
   notBefore?: number
   /** `iat`, Unix seconds; default now. */
   issuedAt?: number
@@ -29,7 +29,7 @@ export async function mint(claims: JWTPayload = {}, options: MintOptions = {}): 
   const jwt = new SignJWT(payload)
     .setProtectedHeader({ alg: options.alg ?? 'HS256', ...(options.kid ? { kid: options.kid } : {}) })
     .setIssuedAt(options.issuedAt)
-    .setExpirationTime(nowS() + (options.expiresIn ?? 300))
+  if (options.expiresIn !== null) jwt.setExpirationTime(nowS() + (options.expiresIn ?? 300))
   if (options.notBefore !== undefined) jwt.setNotBefore(options.notBefore)
   if (options.issuer) jwt.setIssuer(options.issuer)
   if (options.audience) jwt.setAudience(options.audience)

@@ -49,6 +49,20 @@ t.test('JWT_SECRET (HS256): valid tokens pass, the attack set gets 401', async (
   t.match(basic.json().message, /Bearer <token>/)
 })
 
+t.test('defect 16: a token without exp is refused unless JWT_REQUIRE_EXP=false; JWT_SECRET needs 32 bytes', async (t) => {
+  const forever = await mint({ agent_id: 'agent-forever' }, { expiresIn: null })
+  await refused(t, await buildTestApp(t, {}, { memory: true }), forever, /"exp"/)
+  const lenient = await buildTestApp(t, { JWT_REQUIRE_EXP: 'false' }, { memory: true })
+  t.equal((await call(lenient, bearer(forever))).statusCode, 201, 'accepted when JWT_REQUIRE_EXP=false')
+
+  const short = 'x'.repeat(31)
+  await t.rejects(buildTestApp(t, { JWT_SECRET: short }, { memory: true }), { name: 'ConfigError', message: /JWT_SECRET.*32 bytes/ })
+  await t.rejects(buildTestApp(t, { JWT_SECRET: 's' }, { memory: true }), { name: 'ConfigError', message: /JWT_SECRET/ }, 'one character')
+  const exact = 'y'.repeat(32)
+  const app = await buildTestApp(t, { JWT_SECRET: exact }, { memory: true })
+  t.equal((await call(app, bearer(await mint({}, { key: exact })))).statusCode, 201, '32 bytes are enough')
+})
+
 t.test('JWT_ALGORITHMS widens the allowlist; the clock tolerance forgives a little skew', async (t) => {
   const app = await buildTestApp(t, { JWT_ALGORITHMS: 'HS256,HS512', JWT_CLOCK_TOLERANCE_S: '30' })
   t.equal((await call(app, bearer(await mint({}, { alg: 'HS512' })))).statusCode, 201)

@@ -4,9 +4,11 @@ import t from 'tap'
 import { ConfigError, loadConfig } from '../../src/config.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
+/** Long enough for HMAC (32 bytes and more). */
+const SECRET = 'config-test-secret-0123456789abcdef'
 
 t.test('the documented defaults', async (t) => {
-  const config = loadConfig({ JWT_SECRET: 's' })
+  const config = loadConfig({ JWT_SECRET: SECRET })
   t.match(config, {
     PORT: 3000,
     HOST: '0.0.0.0',
@@ -24,21 +26,21 @@ t.test('the documented defaults', async (t) => {
   })
   t.equal(config.ADMIN_PORT, undefined, 'no admin listener unless asked')
   t.equal(config.REDIS_URL, undefined)
-  t.equal(loadConfig({ JWT_SECRET: 's', PORT: '8080' }).PORT, 8080, 'numbers come from strings')
+  t.equal(loadConfig({ JWT_SECRET: SECRET, PORT: '8080' }).PORT, 8080, 'numbers come from strings')
 })
 
 t.test('a bad or missing value is a ConfigError naming the variable', async (t) => {
   const cases: Array<[string, Record<string, string>, RegExp]> = [
     ['no key source', {}, /JWT_SECRET/],
-    ['fail mode', { JWT_SECRET: 's', RATE_LIMIT_FAIL_MODE: 'maybe' }, /RATE_LIMIT_FAIL_MODE.*local, open, closed/],
-    ['port', { JWT_SECRET: 's', PORT: 'eighty' }, /PORT/],
-    ['OpenClaw without key', { JWT_SECRET: 's', OPENCLAW_URL: 'http://oc' }, /OPENCLAW_API_KEY/],
-    ['OpenClaw URL scheme', { JWT_SECRET: 's', OPENCLAW_URL: 'ftp://oc', OPENCLAW_API_KEY: 'k' }, /OPENCLAW_URL/],
-    ['feed without OpenClaw', { JWT_SECRET: 's', MOLTBOOK_URL: 'ws://mb' }, /OPENCLAW_URL/],
-    ['Redis URL scheme', { JWT_SECRET: 's', REDIS_URL: 'localhost:6379' }, /REDIS_URL/],
-    ['admin port on the public one', { JWT_SECRET: 's', PORT: '3000', ADMIN_PORT: '3000' }, /ADMIN_PORT must differ from PORT/],
-    ['Retry-After cap past what a timer holds', { JWT_SECRET: 's', FORWARD_RETRY_AFTER_MAX_MS: '9999999999' }, /FORWARD_RETRY_AFTER_MAX_MS/],
-    ['negative heap threshold', { JWT_SECRET: 's', UNDER_PRESSURE_MAX_HEAP_USED_BYTES: '-1' }, /UNDER_PRESSURE_MAX_HEAP_USED_BYTES/]
+    ['fail mode', { JWT_SECRET: SECRET, RATE_LIMIT_FAIL_MODE: 'maybe' }, /RATE_LIMIT_FAIL_MODE.*local, open, closed/],
+    ['port', { JWT_SECRET: SECRET, PORT: 'eighty' }, /PORT/],
+    ['OpenClaw without key', { JWT_SECRET: SECRET, OPENCLAW_URL: 'http://oc' }, /OPENCLAW_API_KEY/],
+    ['OpenClaw URL scheme', { JWT_SECRET: SECRET, OPENCLAW_URL: 'ftp://oc', OPENCLAW_API_KEY: 'k' }, /OPENCLAW_URL/],
+    ['feed without OpenClaw', { JWT_SECRET: SECRET, MOLTBOOK_URL: 'ws://mb' }, /OPENCLAW_URL/],
+    ['Redis URL scheme', { JWT_SECRET: SECRET, REDIS_URL: 'localhost:6379' }, /REDIS_URL/],
+    ['admin port on the public one', { JWT_SECRET: SECRET, PORT: '3000', ADMIN_PORT: '3000' }, /ADMIN_PORT must differ from PORT/],
+    ['Retry-After cap past what a timer holds', { JWT_SECRET: SECRET, FORWARD_RETRY_AFTER_MAX_MS: '9999999999' }, /FORWARD_RETRY_AFTER_MAX_MS/],
+    ['negative heap threshold', { JWT_SECRET: SECRET, UNDER_PRESSURE_MAX_HEAP_USED_BYTES: '-1' }, /UNDER_PRESSURE_MAX_HEAP_USED_BYTES/]
   ]
   for (const [name, env, variable] of cases) {
     t.throws(() => loadConfig(env), { name: 'ConfigError', message: variable }, name)
@@ -47,10 +49,10 @@ t.test('a bad or missing value is a ConfigError naming the variable', async (t) 
 })
 
 t.test('Redis through Sentinel, and WAIT for replicas', async (t) => {
-  const sentinel = { JWT_SECRET: 's', REDIS_SENTINELS: 'sentinel-1:26379,10.0.0.2:26380', REDIS_SENTINEL_NAME: 'mymaster' }
+  const sentinel = { JWT_SECRET: SECRET, REDIS_SENTINELS: 'sentinel-1:26379,10.0.0.2:26380', REDIS_SENTINEL_NAME: 'mymaster' }
   const config = loadConfig({ ...sentinel, REDIS_SENTINEL_PASSWORD: 'pw', REDIS_WAIT_REPLICAS: '1' })
   t.match(config, { ...sentinel, REDIS_SENTINEL_PASSWORD: 'pw', REDIS_WAIT_REPLICAS: 1, REDIS_WAIT_TIMEOUT_MS: 1000 })
-  t.equal(loadConfig({ JWT_SECRET: 's' }).REDIS_WAIT_REPLICAS, 0, 'no WAIT by default')
+  t.equal(loadConfig({ JWT_SECRET: SECRET }).REDIS_WAIT_REPLICAS, 0, 'no WAIT by default')
 
   const cases: Array<[string, Record<string, string>, RegExp]> = [
     ['Sentinels without the primary name', { REDIS_SENTINELS: 'h:26379' }, /REDIS_SENTINEL_NAME is required when REDIS_SENTINELS is set/],
@@ -67,7 +69,7 @@ t.test('Redis through Sentinel, and WAIT for replicas', async (t) => {
     ['a zero WAIT timeout', { REDIS_URL: 'redis://h', REDIS_WAIT_TIMEOUT_MS: '0' }, /REDIS_WAIT_TIMEOUT_MS/]
   ]
   for (const [name, env, message] of cases) {
-    t.throws(() => loadConfig({ JWT_SECRET: 's', ...env }), { name: 'ConfigError', message }, name)
+    t.throws(() => loadConfig({ JWT_SECRET: SECRET, ...env }), { name: 'ConfigError', message }, name)
   }
 })
 
@@ -95,7 +97,7 @@ function start(env: Record<string, string>): Promise<{ code: number | null; stde
 t.test('the real entry stops with exit 1 and one line naming the variable', async (t) => {
   const runs: Array<[string, Record<string, string>, RegExp]> = [
     ['missing JWT_SECRET', {}, /JWT_SECRET/],
-    ['bad RATE_LIMIT_FAIL_MODE', { JWT_SECRET: 's', RATE_LIMIT_FAIL_MODE: 'maybe' }, /RATE_LIMIT_FAIL_MODE/]
+    ['bad RATE_LIMIT_FAIL_MODE', { JWT_SECRET: SECRET, RATE_LIMIT_FAIL_MODE: 'maybe' }, /RATE_LIMIT_FAIL_MODE/]
   ]
   await Promise.all(
     runs.map(async ([name, env, variable]) => {

@@ -320,7 +320,7 @@ t.test('the shipped ConfigMap is a configuration the gateway accepts; an unfille
   t.equal(config.PORT, 3000)
   t.equal(config.DEMO, false, 'demo mode off')
   t.equal(config.TRUST_PROXY, configData.TRUST_PROXY, 'the ingress controller is trusted for client addresses')
-  const defaults = new Map(Object.entries(loadConfig({ JWT_SECRET: 'x' })))
+  const defaults = new Map(Object.entries(loadConfig({ JWT_SECRET: 'k8s-test-secret-0123456789abcdef' })))
   const loaded = new Map(Object.entries(config))
   for (const [key, value] of Object.entries(configData))
     if (value === '' && defaults.has(key)) t.equal(loaded.get(key), defaults.get(key), `${key} empty: the built-in default`)
