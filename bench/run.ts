@@ -144,7 +144,7 @@ const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) :
 async function restProxy(): Promise<void> {
   const openclaw = await startOpenClaw({ apiKey: 'bench-key' })
   const child = new Child('host.js')
-  const body = JSON.stringify({ user_id: 'u1', item_id: 'i1', timestamp: 1721234567, rating: 4.5 })
+  const body = JSON.stringify({ user_id: 'bench-user', item_id: 'i1', timestamp: 1721234567, rating: 4.5 })
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${await token('bench-user', 'bench-agent')}` }
   try {
     const { url: gw } = await host({ cmd: 'gateway', env: gatewayEnv({ OPENCLAW_URL: openclaw.url, OPENCLAW_API_KEY: 'bench-key' }) }, child)

@@ -1,7 +1,12 @@
+import { HttpError } from '../errors.js'
 import { ID_MAX_LENGTH } from '../rating.js'
 
-/** Who is calling: from a verified JWT (or a redeemed SSE ticket). */
+/**
+ * Who is calling: from a verified JWT (or a redeemed SSE ticket). Verification proves the claims
+ * were signed, nothing more: what a principal may do is checked where it acts (`assertMayRateFor`).
+ */
 export interface Principal {
+  /** The user the token speaks for: the only `user_id` it may rate for, and whose scores it reads. */
   sub: string
   agentId: string
   scopes: string[]
@@ -39,6 +44,18 @@ export function principalFromClaims(claims: Record<string, unknown>): Principal 
   const exp = typeof claims.exp === 'number' ? claims.exp : undefined
   const iat = typeof claims.iat === 'number' ? claims.iat : undefined
   return { sub, agentId, scopes: scopesOf(claims), exp, iat, claims }
+}
+
+/** The scope of backend services that rate on behalf of any user. */
+const RATE_FOR_ANY_USER = 'ratings:write'
+
+/** A caller rates for itself (`user_id` = its `sub`); only a token with `ratings:write` rates for anyone: else 403. */
+export function assertMayRateFor(principal: Pick<Principal, 'sub' | 'scopes'>, userId: string): void {
+  if (userId === principal.sub || principal.scopes.includes(RATE_FOR_ANY_USER)) return
+  throw new HttpError(
+    403,
+    `body/user_id must be the token's sub ("${principal.sub}"): rating for another user needs the scope ${RATE_FOR_ANY_USER}`
+  )
 }
 
 /** True once the principal's token has expired (allowing the configured clock tolerance). */

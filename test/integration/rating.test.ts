@@ -144,3 +144,29 @@ t.test('defect 17: timestamp is an integer from 0 to 4102444800 and rating a fin
     t.equal(res.statusCode, 200, `timestamp ${timestamp} is inside the bounds`)
   }
 })
+
+t.test('defect 1: a caller cannot rate for another user', async (t) => {
+  const sim = await startTestOpenClaw(t)
+  const app = await buildTestApp(t, openclawEnv(sim))
+  const published: unknown[] = []
+  t.teardown(app.events.subscribe(({ event }) => published.push(event)))
+  const forAlice = { ...rating, user_id: 'alice' }
+  const post = async (claims: Record<string, string>) =>
+    app.inject({ method: 'POST', url: '/v1/rating', headers: { authorization: `Bearer ${await mint(claims)}` }, payload: forAlice })
+
+  const bob = await post({ sub: 'bob', agent_id: 'agent-bob' })
+  t.equal(bob.statusCode, 403, 'bob may not rate as alice')
+  t.match(bob.json(), { statusCode: 403, error: 'Forbidden', message: /user_id.*ratings:write/ })
+  t.notOk(bob.headers.ratelimit, 'refused before the bucket: no token spent')
+  const readOnly = await post({ sub: 'bob', agent_id: 'agent-bob', scope: 'ratings:all' })
+  t.equal(readOnly.statusCode, 403, 'reading everyone is not writing for everyone')
+  t.equal(sim.received.length, 0, 'nothing reached OpenClaw')
+  const scores = await app.inject({ url: '/v1/scores?items=98765', headers: { authorization: await bearerOf('alice') } })
+  t.same(scores.json(), { scores: [] }, "alice's scores show nothing of it")
+  t.same(published, [], 'nothing was published to SSE')
+
+  t.equal((await post({ sub: 'alice', agent_id: 'agent-alice' })).statusCode, 200, 'alice rates for herself')
+  const service = await post({ sub: 'importer', agent_id: 'agent-import', scope: 'ratings:all ratings:write' })
+  t.equal(service.statusCode, 200, 'a backend service with ratings:write rates for anyone')
+  t.equal(sim.received.length, 2)
+})
