@@ -12,8 +12,17 @@ export interface Invalid {
 
 export interface ParsedMessage {
   ratings: FeedRating[]
+  /** The first invalid ratings (at most DESCRIBED_MAX), or the whole message, each described. */
   invalid: Invalid[]
+  /** Invalid ratings beyond the described ones (all `schema`): counted, not described. */
+  moreInvalid: number
 }
+
+/**
+ * Describing a schema failure costs far more than checking: one message of 262k invalid items
+ * took 790 ms of descriptions. The first few say what is wrong; the rest are only counted.
+ */
+const DESCRIBED_MAX = 3
 
 function schemaDetail(value: unknown): string {
   const first = feedRatingValidator.Errors(value).find((error) => error.keyword !== 'boolean')
@@ -26,7 +35,7 @@ function schemaDetail(value: unknown): string {
  * is rejected before parsing; a binary frame is never a rating.
  */
 export function parseFeedMessage(data: Buffer, isBinary: boolean, maxBytes: number): ParsedMessage {
-  const reject = (reason: InvalidReason, detail: string): ParsedMessage => ({ ratings: [], invalid: [{ reason, detail }] })
+  const reject = (reason: InvalidReason, detail: string): ParsedMessage => ({ ratings: [], invalid: [{ reason, detail }], moreInvalid: 0 })
   if (isBinary) return reject('binary', `binary frame of ${data.byteLength} bytes`)
   if (data.byteLength > maxBytes) return reject('too_large', `${data.byteLength} bytes > ${maxBytes}`)
   const text = data.toString('utf8')
@@ -39,10 +48,11 @@ export function parseFeedMessage(data: Buffer, isBinary: boolean, maxBytes: numb
   }
   const values = Array.isArray(value) ? value : [value]
   if (values.length === 0) return reject('empty', 'empty array')
-  const parsed: ParsedMessage = { ratings: [], invalid: [] }
+  const parsed: ParsedMessage = { ratings: [], invalid: [], moreInvalid: 0 }
   for (const candidate of values) {
     if (feedRatingValidator.Check(candidate)) parsed.ratings.push(candidate)
-    else parsed.invalid.push({ reason: 'schema', detail: schemaDetail(candidate) })
+    else if (parsed.invalid.length < DESCRIBED_MAX) parsed.invalid.push({ reason: 'schema', detail: schemaDetail(candidate) })
+    else parsed.moreInvalid++
   }
   return parsed
 }

@@ -245,11 +245,12 @@ export class FeedIngest {
     const readAt = Date.now()
     const data = toBuffer(raw)
     const { metrics } = this.deps
-    const { ratings, invalid } = parseFeedMessage(data, isBinary, this.options.maxMessageBytes)
+    const { ratings, invalid, moreInvalid } = parseFeedMessage(data, isBinary, this.options.maxMessageBytes)
     for (const { reason, detail } of invalid) {
       metrics.moltbookMessages.inc({ result: 'invalid', reason })
       this.logInvalid(reason, detail, data, isBinary)
     }
+    if (moreInvalid > 0) metrics.moltbookMessages.inc({ result: 'invalid', reason: 'schema' }, moreInvalid)
     if (ratings.length === 0) return
     metrics.moltbookMessages.inc({ result: 'valid', reason: '' }, ratings.length)
     this.pending.push({ ratings, readAt })

@@ -66,6 +66,7 @@ t.test('garbage is counted and skipped; the valid ratings around it are forwarde
   feed.sendRaw(Buffer.from(JSON.stringify(rating())))
   feed.send([valid[1], { ...valid[2], rating: 7 }, valid[2], 'nope', valid[3]])
   for (let i = 0; i < 20; i++) feed.sendRaw('not json either')
+  feed.sendRaw(`[${'0,'.repeat(999)}0]`) // defect 12: a thousand invalid items, counted one by one
   feed.send(valid[4])
 
   await waitFor('every valid rating at OpenClaw', () => openclaw.received.length >= valid.length)
@@ -73,7 +74,7 @@ t.test('garbage is counted and skipped; the valid ratings around it are forwarde
 
   const invalid = (reason: string) => metric(app, 'moltbridge_moltbook_messages_total', `result="invalid",reason="${reason}"`)
   t.equal(await invalid('json'), 21)
-  t.equal(await invalid('schema'), 3)
+  t.equal(await invalid('schema'), 1003)
   t.equal(await invalid('too_large'), 1)
   t.equal(await invalid('empty'), 1)
   t.equal(await invalid('binary'), 1)

@@ -6,7 +6,7 @@ const rating = { user_id: 'u1', item_id: 'i1', timestamp: 1721234567, rating: 4.
 const parse = (value: string, isBinary = false) => parseFeedMessage(Buffer.from(value), isBinary, MAX)
 
 t.test('one rating object, with or without agent_id', async (t) => {
-  t.same(parse(JSON.stringify(rating)), { ratings: [rating], invalid: [] })
+  t.same(parse(JSON.stringify(rating)), { ratings: [rating], invalid: [], moreInvalid: 0 })
   const charged = { ...rating, agent_id: 'a1' }
   t.same(parse(JSON.stringify(charged)).ratings, [charged])
 })
@@ -67,4 +67,18 @@ t.test('defect 17: a feed rating with a timestamp or rating out of bounds is ski
     t.match(result.invalid[0]?.detail, field, text)
   }
   t.same(parse('{"user_id":"u1","item_id":"i1","timestamp":4102444800,"rating":0}').ratings.length, 1, 'the bounds themselves are valid')
+})
+
+t.test('defect 12: one message of 262k invalid items is counted whole, and only the first few are described', async (t) => {
+  const items = 262_144
+  const message = Buffer.from(`[${'0,'.repeat(items - 1)}0]`)
+  const { ratings, invalid, moreInvalid } = parseFeedMessage(message, false, message.byteLength)
+  t.same(ratings, [])
+  t.ok(invalid.length >= 1 && invalid.length <= 3, `${invalid.length} descriptions built, a bounded number`)
+  t.equal(invalid.length + moreInvalid, items, 'every invalid item is counted')
+  t.match(invalid[0], { reason: 'schema', detail: /object/ })
+
+  const mixed = parse(JSON.stringify([rating, 1, 2, 3, 4, 5, { ...rating, item_id: 'i2' }]))
+  t.equal(mixed.ratings.length, 2, 'valid ratings after the described ones are still kept')
+  t.equal(mixed.invalid.length + mixed.moreInvalid, 5)
 })
