@@ -6,7 +6,7 @@ import type { Server } from 'node:http'
 import { join } from 'node:path'
 import type { DestinationStream } from 'pino'
 import type { Config } from './config.js'
-import { errorHandler, schemaErrorFormatter } from './errors.js'
+import { errorHandler, notFoundHandler, schemaErrorFormatter } from './errors.js'
 import { loggerOptions } from './logger.js'
 import { newReplicaId } from './shared/replica-id.js'
 
@@ -57,6 +57,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.decorate('demo', options.demo === true)
   app.decorate('replicaId', newReplicaId())
   app.setErrorHandler(errorHandler)
+  app.setNotFoundHandler(notFoundHandler)
 
   // Every plugin in plugins/ (ordered by the dependencies each declares), then every route in
   // routes/ (their paths are written in full: no prefix from the folder).

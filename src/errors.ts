@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import { STATUS_CODES } from 'node:http'
 import { Type } from 'typebox'
+import { redactUrl } from './logger.js'
 import { describeSchemaError } from './shared/schema-error.js'
 
 /** The error JSON every failure answers (`statusCode`, `error`, `message`), for route schemas and /docs. */
@@ -44,4 +45,11 @@ export function errorHandler(error: FastifyError | HttpError, request: FastifyRe
     return reply.code(500).send(errorBody(500, 'Internal Server Error'))
   }
   return reply.code(statusCode).send(errorBody(statusCode, error.message))
+}
+
+/** 404 naming the route, credentials redacted (Fastify's own 404 logs and answers the raw URL). */
+export function notFoundHandler(request: FastifyRequest, reply: FastifyReply) {
+  const message = `Route ${request.method}:${redactUrl(request.url)} not found`
+  request.log.info(message)
+  return reply.code(404).send(errorBody(404, message))
 }

@@ -1,5 +1,6 @@
 import { HttpError } from '../errors.js'
 import { ID_MAX_LENGTH } from '../rating.js'
+import { containsJwt, TOKEN_PARAMS } from '../shared/compact-jwt.js'
 
 /**
  * Who is calling: from a verified JWT (or a redeemed SSE ticket). Verification proves the claims
@@ -63,17 +64,12 @@ export function isExpired(principal: Principal, nowS: number, toleranceS: number
   return principal.exp !== undefined && principal.exp + toleranceS <= nowS
 }
 
-/** Query parameters that clients use for bearer tokens (they leak into proxy and browser logs). */
-const TOKEN_PARAMS = new Set(['token', 'access_token', 'jwt', 'id_token'])
-/** A compact JWS: its header is base64url JSON, so it starts with `eyJ` (`{"`). */
-const COMPACT_JWT = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/
-
-/** The name of the first query parameter that carries a JWT, if any. */
+/** The name of the first query parameter that carries a JWT (they leak into proxy and browser logs), if any. */
 export function jwtQueryParam(query: Record<string, unknown>): string | undefined {
   for (const [name, value] of Object.entries(query)) {
     const values = Array.isArray(value) ? value : [value]
     if (TOKEN_PARAMS.has(name.toLowerCase()) && values.some((value) => value !== '')) return name
-    if (values.some((value) => typeof value === 'string' && COMPACT_JWT.test(value))) return name
+    if (values.some((value) => typeof value === 'string' && containsJwt(value))) return name
   }
   return undefined
 }

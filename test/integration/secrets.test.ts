@@ -45,3 +45,35 @@ for (const level of ['debug', 'info']) {
     }
   })
 }
+
+t.test('defect 11: a JWT anywhere in a URL, or a ticket, never reaches a log line or a 404 body', async (t) => {
+  const logs = logCapture()
+  const app = await buildTestApp(t, { LOG_LEVEL: 'info' }, { logStream: logs.stream, memory: true })
+  const jwt = await mint({ sub: 'u-url', agent_id: 'a-url' })
+  const ticket = 'Tk7_' + 'q'.repeat(39)
+  const percentEncoded = [...jwt].map((char) => `%${char.charCodeAt(0).toString(16).padStart(2, '0')}`).join('')
+  const urls = [
+    `/v1/scores?items=a&foo=${jwt}`,
+    `/v1/scores?%74oken=${jwt}`,
+    `/v1/scores?items=a&q=${percentEncoded}`,
+    `/v1/scores?items=a&q=${encodeURIComponent(percentEncoded)}`,
+    `/v1/scores?items=a&next=${encodeURIComponent(`https://example.com/cb?t=${jwt}`)}`,
+    `/nope?x=${jwt}`,
+    `/nope/${jwt}/more`,
+    `/events/personalized-rating?ticket=${ticket}`,
+    `/events/personalized-rating?%74icket=${ticket}`,
+    `/events/personalized-rating?TICKET=${ticket}`
+  ]
+  const answers = []
+  for (const url of urls) answers.push(await app.inject({ url }))
+  t.ok(answers.every((res) => res.statusCode === 401 || res.statusCode === 404), 'each one refused or not found')
+  t.ok(logs.lines.length >= urls.length, 'every request was logged')
+  const signature = jwt.split('.')[2]
+  for (const [name, secret] of Object.entries({ JWT: jwt, 'JWT signature': signature, ticket })) {
+    t.notOk(logs.lines.find((line) => line.includes(secret)), `the ${name} is in no log line`)
+    t.notOk(answers.find((res) => res.body.includes(secret)), `the ${name} is in no answer`)
+  }
+  t.notOk(logs.lines.find((line) => line.includes(percentEncoded.slice(-60))), 'nor its percent-encoded form')
+  t.ok(logs.lines.some((line) => line.includes('/v1/scores?items=a&foo=[REDACTED]')), 'the rest of the URL is still logged')
+  t.ok(logs.lines.some((line) => line.includes('Route GET:/nope?x=[REDACTED] not found')), 'a 404 names the route, redacted')
+})

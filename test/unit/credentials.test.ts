@@ -33,6 +33,10 @@ t.test('a JWT in the query string is found by name or by shape, items lists are 
   t.equal(jwtQueryParam({ auth: jwt }), 'auth')
   t.equal(jwtQueryParam({ items: ['a', jwt] }), 'items')
   t.equal(jwtQueryParam({ items: 'a.b.c,item.v1.x', ticket: 'abc', lastEventId: '1-0' }), undefined)
+  t.equal(jwtQueryParam({ next: `https://example.com/cb?t=${jwt}` }), 'next', 'a JWT inside a longer value')
+  const spaced = `${Buffer.from('{ "alg": "HS256" }').toString('base64url')}.e30.c2ln`
+  t.equal(jwtQueryParam({ q: spaced }), 'q', 'a header with whitespace is a JOSE header too')
+  t.equal(jwtQueryParam({ host: 'www.example-domain.com', v: '1.20.3-rc.1' }), undefined, 'host names and versions are not JWTs')
 })
 
 t.test('allowed algorithms: defaults per key source, never HMAC without a secret', async (t) => {
