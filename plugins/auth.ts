@@ -8,11 +8,13 @@ import { JwtVerifier } from '../src/auth/verifier.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Single-use tickets for `?ticket=` on the SSE stream (issue, redeem). */
-    tickets: Pick<Tickets, 'issue' | 'redeem'>
+    /** Single-use tickets for `?ticket=` on the SSE stream (issue, peek, consume). */
+    tickets: Pick<Tickets, 'issue' | 'peek' | 'consume'>
   }
   interface FastifyRequest {
     principal: Principal
+    /** A stream opened by ticket: uses the ticket up (401 if it is gone); called last, once the stream can open. */
+    redeemTicket: (() => Promise<void>) | null
   }
   interface FastifyContextConfig {
     /** SSE route: also accepts the HttpOnly cookie or a single-use `?ticket=`. */
@@ -39,16 +41,20 @@ export default fp(
       log: app.log
     })
     const authenticator = new Authenticator(verifier, tickets, (principal) => app.revocations.isRevoked(principal))
-    // Functions, not the instance: callers may pass `app.tickets.redeem` on by itself.
+    // Functions, not the instance: callers may pass `app.tickets.consume` on by itself.
     app.decorate('tickets', {
       issue: (principal: Principal) => tickets.issue(principal),
-      redeem: (ticket: string) => tickets.redeem(ticket)
+      peek: (ticket: string) => tickets.peek(ticket),
+      consume: (ticket: string) => tickets.consume(ticket)
     })
     app.decorateRequest('principal') // set by the hook below on every non-public route
+    app.decorateRequest('redeemTicket', null)
 
     app.addHook('onRequest', async (request) => {
       if (request.is404 || request.routeOptions.config.public) return
-      request.principal = await authenticator.principal(request, request.routeOptions.config.stream === true)
+      const { principal, redeem } = await authenticator.authenticate(request, request.routeOptions.config.stream === true)
+      request.principal = principal
+      request.redeemTicket = redeem ?? null
     })
     app.addHook('onClose', async () => tickets.close())
   },

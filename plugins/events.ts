@@ -3,6 +3,7 @@ import { EventBus } from '../src/events/event-bus.js'
 import { MemoryEventStore } from '../src/events/memory-event-store.js'
 import { RedisEventStore } from '../src/events/redis-event-store.js'
 import { newReplicaId } from '../src/shared/replica-id.js'
+import { StoreBudget } from '../src/shared/store-budget.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -28,6 +29,7 @@ export default fp(
       : new MemoryEventStore(limits)
     const bus = new EventBus(store, {
       published: metrics.published,
+      budget: app.redis ? new StoreBudget('event store', metrics, app.log) : undefined,
       onListenerError: (err) => app.log.error({ err }, 'event listener failed')
     })
     await bus.start()

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import { Type } from 'typebox'
+import { withTimeout } from '../src/shared/timeout.js'
 
 /** A readiness check answers null when healthy, or the reason it is not. */
 export type ReadinessCheck = () => Promise<string | null>
@@ -52,7 +53,8 @@ export default fp(
         if (closing) reason = 'draining: shutting down'
         await Promise.all(
           [...checks].map(async ([name, check]) => {
-            const failure = await check().catch((err: Error) => err.message)
+            // Each check within the budget: a hung Redis makes /readyz say so, not hang.
+            const failure = await withTimeout(check(), app.config.READY_CANARY_MS).catch((err: Error) => err.message)
             results[name] = failure ?? 'ok'
             if (failure && !reason) reason = `${name}: ${failure}`
           })

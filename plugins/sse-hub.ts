@@ -10,7 +10,7 @@ type StreamOptions = Pick<OpenRequest, 'items' | 'lastEventId'>
 declare module 'fastify' {
   interface FastifyInstance {
     sseHub: {
-      /** Opens the caller's stream on `reply` (429 over the agent's cap, 503 while draining). */
+      /** Opens the caller's stream on `reply` (429 over the agent's cap, 503 while draining); HEAD answers the headers only. */
       open(request: FastifyRequest, reply: FastifyReply, options: StreamOptions): Promise<void>
       /** Open streams per agent over every replica. */
       openPerAgent(): Promise<Map<string, number>>
@@ -43,8 +43,12 @@ export default fp(
       }
     )
     app.decorate('sseHub', {
-      open: (request: FastifyRequest, reply: FastifyReply, options: StreamOptions) =>
-        hub.open({ ...options, principal: request.principal, sink: reply.raw, log: request.log, begin: () => sendHead(reply) }),
+      async open(request: FastifyRequest, reply: FastifyReply, options: StreamOptions) {
+        // HEAD: the headers a stream would get, and the end (nothing opened, no ticket used).
+        if (request.method === 'HEAD') return void reply.code(200).headers(SSE_HEADERS).send()
+        const { principal, redeemTicket: redeem, log } = request
+        await hub.open({ ...options, principal, redeem, sink: reply.raw, log, begin: () => sendHead(reply) })
+      },
       openPerAgent: () => hub.openPerAgent()
     })
     // A revocation heard here (local, broadcast or reload) ends the revoked streams of this replica.

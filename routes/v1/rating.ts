@@ -3,6 +3,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { assertMayRateFor } from '../../src/auth/credentials.js'
 import { RatingSchema, ScoreEventSchema } from '../../src/rating.js'
 import { BEARER, errorResponses } from '../../src/errors.js'
+import { REQUEST_STORE_BUDGET_MS } from '../../src/shared/store-budget.js'
+import { withTimeout } from '../../src/shared/timeout.js'
 import { UpstreamError, upstreamHttpError } from '../../src/upstream/errors.js'
 
 /**
@@ -35,9 +37,10 @@ export default async function ratingRoute(fastify: FastifyInstance) {
         }
         throw err
       }
-      // The one place a REST score reaches the SSE subscribers; the caller has its answer either way.
+      // The one place a REST score reaches the SSE subscribers. The caller gets its score either way
+      // (a retry would rate twice at OpenClaw), within the store budget even when Redis hangs.
       try {
-        await app.events.publish(score, 'rest')
+        await withTimeout(app.events.publish(score, 'rest'), REQUEST_STORE_BUDGET_MS)
       } catch (err) {
         request.log.error({ err }, 'publishing a REST score event failed')
       }

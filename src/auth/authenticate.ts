@@ -15,6 +15,8 @@ function noToken(message: string): HttpError {
   return new HttpError(401, message, { 'WWW-Authenticate': 'Bearer realm="moltbridge"' })
 }
 
+const usedTicket = () => invalidToken('ticket is unknown, expired or already used')
+
 /** The token of `Authorization: Bearer <token>`; undefined without the header. */
 function bearer(request: CredentialsCarrier): string | undefined {
   const header = request.headers.authorization
@@ -22,6 +24,13 @@ function bearer(request: CredentialsCarrier): string | undefined {
   const match = /^Bearer[ ]+([^\s]+)[ ]*$/i.exec(header)
   if (!match) throw invalidToken('the Authorization header must be "Bearer <token>"')
   return match[1]
+}
+
+/** Who is calling, and for a ticket, how to use it up once the request has passed everything else. */
+export interface Authenticated {
+  principal: Principal
+  /** Set for a ticket: consumes it, or throws 401 when another request used it meanwhile. */
+  redeem?: () => Promise<void>
 }
 
 /**
@@ -38,16 +47,17 @@ export class Authenticator {
   ) {}
 
   /**
-   * The verified caller; a 401 for a revoked one, checked after the verified-token cache and
-   * after a ticket is redeemed, so neither lets a revoked token through.
+   * The verified caller (for a ticket, also how to use it up); a 401 for a revoked one, checked
+   * after the verified-token cache and after a ticket is read, so neither lets a revoked token
+   * through.
    */
-  async principal(request: CredentialsCarrier, stream: boolean): Promise<Principal> {
-    const principal = await this.credentials(request, stream)
-    if (this.revoked(principal)) throw invalidToken('token revoked: get a new token')
-    return principal
+  async authenticate(request: CredentialsCarrier, stream: boolean): Promise<Authenticated> {
+    const caller = await this.credentials(request, stream)
+    if (this.revoked(caller.principal)) throw invalidToken('token revoked: get a new token')
+    return caller
   }
 
-  private async credentials(request: CredentialsCarrier, stream: boolean): Promise<Principal> {
+  private async credentials(request: CredentialsCarrier, stream: boolean): Promise<Authenticated> {
     const query = request.query as Record<string, unknown>
     const param = jwtQueryParam(query)
     if (param) {
@@ -55,21 +65,21 @@ export class Authenticator {
         `a JWT in the query string (${param}) is refused because URLs leak into logs: send it in the Authorization header, or get a ticket from POST /v1/sse-tickets and pass ?ticket=`
       )
     }
-    if (stream) return this.streamPrincipal(request, query)
+    if (stream) return this.streamCaller(request, query)
     const token = bearer(request)
     if (!token) throw noToken('authentication required: Authorization: Bearer <JWT>')
-    return this.verifier.verify(token)
+    return { principal: await this.verifier.verify(token) }
   }
 
   /** Header, then the cookie, then a ticket; a bad cookie gives way to a ticket sent with it. */
-  private async streamPrincipal(request: CredentialsCarrier, query: Record<string, unknown>): Promise<Principal> {
+  private async streamCaller(request: CredentialsCarrier, query: Record<string, unknown>): Promise<Authenticated> {
     const token = bearer(request)
-    if (token) return this.verifier.verify(token)
+    if (token) return { principal: await this.verifier.verify(token) }
     const cookie = request.cookies[SESSION_COOKIE]
     const ticket = typeof query.ticket === 'string' && query.ticket !== '' ? query.ticket : undefined
     if (cookie) {
       try {
-        return await this.verifier.verify(cookie)
+        return { principal: await this.verifier.verify(cookie) }
       } catch (err) {
         if (!ticket) throw err
       }
@@ -77,8 +87,11 @@ export class Authenticator {
     if (!ticket) {
       throw noToken(`authentication required: Authorization: Bearer <JWT>, the ${SESSION_COOKIE} cookie, or ?ticket= from POST /v1/sse-tickets`)
     }
-    const principal = await this.tickets.redeem(ticket)
-    if (!principal) throw invalidToken('ticket is unknown, expired or already used')
-    return principal
+    const principal = await this.tickets.peek(ticket)
+    if (!principal) throw usedTicket()
+    const redeem = async () => {
+      if (!(await this.tickets.consume(ticket))) throw usedTicket()
+    }
+    return { principal, redeem }
   }
 }

@@ -6,14 +6,16 @@ import type { Keys } from '../redis/keys.js'
 import type { Principal } from './credentials.js'
 
 /**
- * Single-use SSE tickets: a random value that stands for a principal for a few seconds.
- * Redeeming consumes it, on whichever replica the stream lands.
+ * Single-use SSE tickets: a random value that stands for a principal for a few seconds, read and
+ * then used up on whichever replica the stream lands.
  */
 export interface TicketStore {
   /** A new ticket for the principal, valid for `ttlS` seconds. */
   issue(principal: Principal, ttlS: number): Promise<string>
-  /** The principal once, then null (also for unknown, expired or malformed tickets). */
-  redeem(ticket: string): Promise<Principal | null>
+  /** The principal of a ticket still outstanding, else null (unknown, used, expired or malformed). */
+  peek(ticket: string): Promise<Principal | null>
+  /** Removes the ticket atomically: true for the one caller that removed it. */
+  consume(ticket: string): Promise<boolean>
   close(): void
 }
 
@@ -54,10 +56,12 @@ export class MemoryTicketStore implements TicketStore {
     return ticket
   }
 
-  async redeem(ticket: string): Promise<Principal | null> {
-    const json = this.tickets.get(ticket)
-    this.tickets.delete(ticket)
-    return parse(json)
+  async peek(ticket: string): Promise<Principal | null> {
+    return parse(this.tickets.get(ticket))
+  }
+
+  async consume(ticket: string): Promise<boolean> {
+    return this.tickets.delete(ticket)
   }
 
   close(): void {
@@ -66,7 +70,7 @@ export class MemoryTicketStore implements TicketStore {
   }
 }
 
-/** Shared by every replica: SET with EX (Redis expires it), GETDEL to redeem exactly once. */
+/** Shared by every replica: SET with EX (Redis expires it), GET to read, GETDEL to use it up exactly once. */
 export class RedisTicketStore implements TicketStore {
   constructor(
     private readonly redis: RedisClient,
@@ -79,9 +83,13 @@ export class RedisTicketStore implements TicketStore {
     return ticket
   }
 
-  async redeem(ticket: string): Promise<Principal | null> {
+  async peek(ticket: string): Promise<Principal | null> {
     if (!TICKET_FORMAT.test(ticket)) return null
-    return parse(await this.redis.getdel(this.keys.ticket(ticket)))
+    return parse(await this.redis.get(this.keys.ticket(ticket)))
+  }
+
+  async consume(ticket: string): Promise<boolean> {
+    return TICKET_FORMAT.test(ticket) && (await this.redis.getdel(this.keys.ticket(ticket))) !== null
   }
 
   close(): void {

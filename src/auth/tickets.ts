@@ -1,19 +1,15 @@
-import { HttpError } from '../errors.js'
 import type { Log } from '../logger.js'
-import { OutageLog } from '../shared/outage-log.js'
-import { timedCall, type CallMetrics } from '../shared/timed-call.js'
+import { StoreBudget } from '../shared/store-budget.js'
+import type { CallMetrics } from '../shared/timed-call.js'
 import { isExpired, type Principal } from './credentials.js'
 import type { TicketStore } from './ticket-store.js'
-
-/** A hung Redis must not hang the ticket route or the stream's opening. */
-const STORE_TIMEOUT_MS = 1000
 
 export interface TicketsOptions {
   /** Seconds a ticket stays redeemable (TICKET_TTL_S). */
   ttlS: number
   /** Seconds of clock skew forgiven on the caller's token expiry (JWT_CLOCK_TOLERANCE_S). */
   clockToleranceS: number
-  /** Given for a store over the network (Redis): its calls are timed, counted and bounded by STORE_TIMEOUT_MS. */
+  /** Given for a store over the network (Redis): its calls are timed, counted and bounded (503 past the budget). */
   metrics?: CallMetrics
   log: Log
   /** Wall-clock milliseconds (token expiries are wall-clock). */
@@ -23,15 +19,17 @@ export interface TicketsOptions {
 /**
  * Single-use tickets for `?ticket=` on the SSE stream, over a ticket store: a ticket never
  * outlives the token it was issued for, and a store that fails or hangs is a 503, not a 500.
+ * A stream reads its ticket first (`peek`) and uses it up (`consume`) only once everything else
+ * about the request passed, so a refused request does not burn it.
  */
 export class Tickets {
-  private readonly outage: OutageLog
+  private readonly budget: StoreBudget | null
 
   constructor(
     private readonly store: TicketStore,
     private readonly options: TicketsOptions
   ) {
-    this.outage = new OutageLog(options.log, { down: 'ticket store unavailable', up: 'ticket store available again' })
+    this.budget = options.metrics ? new StoreBudget('ticket store', options.metrics, options.log) : null
   }
 
   /** A single-use ticket bound to the principal. */
@@ -41,27 +39,23 @@ export class Tickets {
     return { ticket, expiresIn }
   }
 
-  /** The principal once; null for an unknown, used or expired ticket, or an expired token. */
-  async redeem(ticket: string): Promise<Principal | null> {
-    const principal = await this.call('ticket_redeem', () => this.store.redeem(ticket))
+  /** The principal of a ticket, without using it up; null for an unknown, used or expired ticket, or an expired token. */
+  async peek(ticket: string): Promise<Principal | null> {
+    const principal = await this.call('ticket_peek', () => this.store.peek(ticket))
     const { clock = Date.now, clockToleranceS } = this.options
     return principal && !isExpired(principal, Math.floor(clock() / 1000), clockToleranceS) ? principal : null
+  }
+
+  /** Uses the ticket up: true for exactly one caller, false once it is gone (used meanwhile, expired). */
+  consume(ticket: string): Promise<boolean> {
+    return this.call('ticket_consume', () => this.store.consume(ticket))
   }
 
   close(): void {
     this.store.close()
   }
 
-  private async call<T>(op: string, call: () => Promise<T>): Promise<T> {
-    const { metrics } = this.options
-    if (!metrics) return call()
-    try {
-      const result = await timedCall(metrics, op, STORE_TIMEOUT_MS, call)
-      this.outage.up()
-      return result
-    } catch (err) {
-      this.outage.down(err)
-      throw new HttpError(503, 'ticket store unavailable, retry shortly', { 'Retry-After': '1' })
-    }
+  private call<T>(op: string, call: () => Promise<T>): Promise<T> {
+    return this.budget ? this.budget.call(op, call) : call()
   }
 }

@@ -1,5 +1,6 @@
 import type { Counter } from 'prom-client'
 import { toScoreEvent, type ScoreEvent } from '../rating.js'
+import type { StoreBudget } from '../shared/store-budget.js'
 import type { Source } from '../upstream/errors.js'
 import type { EventStore, Replay, StoredEvent } from './event-store.js'
 import { ListenerIndex, type Listener } from './listener-index.js'
@@ -7,6 +8,8 @@ import { ListenerIndex, type Listener } from './listener-index.js'
 export interface EventBusOptions {
   /** Published events by source (feed, rest). */
   published: Counter<'source'>
+  /** Bounds the reads a request waits for (scores, history) when the store is over the network. */
+  budget?: StoreBudget
   /** A listener threw: the other listeners still got the event. */
   onListenerError(err: unknown): void
 }
@@ -45,14 +48,18 @@ export class EventBus {
     return this.listeners.add(listener, userId)
   }
 
-  /** What the user missed after `afterId`, in order (userId null: every user). */
+  /** What the user missed after `afterId`, in order (userId null: every user); 503 past the budget. */
   replay(userId: string | null, afterId: string): Promise<Replay> {
-    return this.store.replay(userId, afterId)
+    return this.read('replay', () => this.store.replay(userId, afterId))
   }
 
-  /** The latest score event per listed item for a user. */
+  /** The latest score event per listed item for a user; 503 past the budget. */
   latest(userId: string, items: string[]): Promise<ScoreEvent[]> {
-    return this.store.latest(userId, items)
+    return this.read('scores', () => this.store.latest(userId, items))
+  }
+
+  private read<T>(op: string, call: () => Promise<T>): Promise<T> {
+    return this.options.budget ? this.options.budget.call(op, call) : call()
   }
 
   /** Null once a canary came back through the fan-out within `timeoutMs`, else the reason. */

@@ -5,6 +5,8 @@ import { ListenerIndex } from '../events/listener-index.js'
 import { retryAfterSeconds } from '../limits/token-bucket.js'
 import type { Log } from '../logger.js'
 import type { Metrics } from '../metrics.js'
+import { REQUEST_STORE_BUDGET_MS } from '../shared/store-budget.js'
+import { withTimeout } from '../shared/timeout.js'
 import { settledWithin } from '../shared/wait.js'
 import { systemClock, type Clock } from '../shared/clock.js'
 import { DeliveryBucket, type DeliveryRule } from './delivery.js'
@@ -39,6 +41,8 @@ export interface SseHubDeps {
 export interface OpenRequest extends Pick<StreamParams, 'principal' | 'items' | 'sink'> {
   /** Resume after this id (Last-Event-ID header or `lastEventId` query). */
   lastEventId: string | null
+  /** Uses up the ticket the stream was opened with (throws when it is gone): called last, once nothing else can refuse. */
+  redeem?: (() => Promise<void>) | null
   /** Takes the response over and sends the status and headers: called once the stream can start. */
   begin(): void
   /** The request's logger. */
@@ -79,7 +83,10 @@ export class SseHub {
     })
   }
 
-  /** Opens the caller's stream (429 over the agent's cap, 503 while draining or without history). */
+  /**
+   * Opens the caller's stream (429 over the agent's cap, 503 while draining or without history),
+   * redeeming its ticket last: a refused request leaves the ticket for the next try.
+   */
   async open(request: OpenRequest): Promise<void> {
     const { metrics, slots } = this.deps
     if (this.draining) {
@@ -89,8 +96,8 @@ export class SseHub {
     const { agentId } = request.principal
     const cap = this.settings.maxStreamsPerAgent
     const id = randomUUID()
-    const slot = await slots.acquire(agentId, id, cap, this.slotTtlMs).catch((err: Error) => {
-      // The cap is a safety bound: a Redis outage must not take every stream down with it.
+    const slot = await withTimeout(slots.acquire(agentId, id, cap, this.slotTtlMs), REQUEST_STORE_BUDGET_MS).catch((err: Error) => {
+      // The cap is a safety bound: a Redis outage (or a hung one) must not take every stream down with it.
       request.log.warn({ err: err.message }, 'stream cap unavailable: stream admitted')
       return { acquired: true, retryAfterMs: 0 }
     })
@@ -121,6 +128,12 @@ export class SseHub {
       stream.finish(null)
       request.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'history unavailable')
       throw new HttpError(503, 'history unavailable, retry shortly', { 'Retry-After': '1' })
+    }
+    try {
+      await request.redeem?.()
+    } catch (err) {
+      stream.finish(null) // a ticket used meanwhile by another request: this one frees its slot
+      throw err
     }
     stream.attach(gap, request.begin)
   }

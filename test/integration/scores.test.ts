@@ -77,3 +77,16 @@ t.test('memory mode (no Redis): publish, replay and latest work in one process',
   t.same(replay.events.map((e) => e.id), [ids[1]])
   t.equal((await app.inject('/readyz')).statusCode, 200)
 })
+
+t.test('defect 10: /v1/scores answers 503 with Retry-After: 1, not 500, when Redis is unreachable', async (t) => {
+  const redis = await startRedisServer()
+  t.teardown(() => redis.stop())
+  const app = await buildTestApp(t, { REDIS_URL: redis.url })
+  const headers = bearer(await mint({ sub: 'rita', agent_id: 'ag-r' }))
+  t.equal((await app.inject({ url: '/v1/scores?items=a', headers })).statusCode, 200)
+  await redis.stop()
+  const res = await app.inject({ url: '/v1/scores?items=a', headers })
+  t.equal(res.statusCode, 503)
+  t.equal(res.headers['retry-after'], '1')
+  t.match(res.json(), { statusCode: 503, error: 'Service Unavailable', message: /retry shortly/ })
+})

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { buildTestApp, listen } from '../helpers/app.js'
 import { bucketsFile, openStream, score } from '../helpers/sse.js'
+import { metric } from '../helpers/metrics.js'
 import { bearer, mint } from '../helpers/tokens.js'
 
 const PATH = '/events/personalized-rating'
@@ -158,4 +159,20 @@ t.test('a stream opens with a single-use ticket or the session cookie; a JWT in 
   t.equal(reused.status, 401, 'a ticket opens one stream only')
   const inQuery = await openStream(t, `${url}${PATH}?access_token=${token}`)
   t.equal(inQuery.status, 401)
+})
+
+t.test('defect 13: HEAD on the stream answers the headers and ends, leaving no stream open', async (t) => {
+  const app = await buildTestApp(t)
+  const url = await listen(app)
+  const res = await fetch(`${url}${PATH}`, {
+    method: 'HEAD',
+    headers: bearer(await mint({ sub: 'hedy', agent_id: 'ag-hedy' })),
+    signal: AbortSignal.timeout(10_000)
+  })
+  t.equal(res.status, 200)
+  t.match(res.headers.get('content-type'), /^text\/event-stream/)
+  t.equal(await res.text(), '')
+  t.equal(await metric(app, 'moltbridge_sse_streams_open'), 0, 'no stream was opened')
+  const anonymous = await fetch(`${url}${PATH}`, { method: 'HEAD', signal: AbortSignal.timeout(10_000) })
+  t.equal(anonymous.status, 401, 'HEAD authenticates like GET')
 })
