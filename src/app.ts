@@ -38,11 +38,26 @@ function trustProxy(value: string | undefined): boolean | string | undefined {
   return value
 }
 
+/** How often Node looks for requests past their timeout: a tenth of it (Node's own ratio), 30 s at most. */
+function requestCheckInterval(timeoutMs: number): number {
+  return Math.min(30_000, Math.ceil(timeoutMs / 10))
+}
+
 /** The whole gateway as one Fastify instance, ready (plugins loaded, not listening). */
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
   const serverOptions: FastifyHttpOptions<Server> = {
     logger: loggerOptions(config.LOG_LEVEL, options.logStream),
     bodyLimit: config.BODY_LIMIT,
+    // Node cuts a request still arriving after this (a trickled body, also after its 401: the
+    // socket stays until the body is in). It counts until the request is fully received, so an
+    // open SSE stream (a long response) is never cut; connectionTimeout (socket inactivity) is not
+    // used: a trickle resets it, and it would cut a quiet stream. Node checks nothing while
+    // headersTimeout is above requestTimeout: headers get the same budget.
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    http: {
+      headersTimeout: config.REQUEST_TIMEOUT_MS,
+      connectionsCheckingInterval: requestCheckInterval(config.REQUEST_TIMEOUT_MS)
+    },
     trustProxy: trustProxy(config.TRUST_PROXY),
     // v1 is closed: an unknown field is a 400, never silently removed; a string is not a number.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },

@@ -66,6 +66,8 @@ export const ConfigSchema = Type.Object({
   IP_RATE_LIMIT_MAX: Type.Integer({ default: 6000, minimum: 0 }),
   TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
   BODY_LIMIT: Type.Integer({ default: 16384, minimum: 256 }),
+  /** A request (headers and body) must arrive within this; a slower client is cut (408). Open SSE streams are exempt. */
+  REQUEST_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 100 }),
 
   HISTORY_MAX: Type.Integer({ default: 1000, minimum: 1 }),
   HISTORY_TTL: Type.Integer({ default: 600, minimum: 1 }),

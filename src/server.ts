@@ -52,7 +52,6 @@ async function main(): Promise<void> {
   const app = await build()
   const config = app.config
   app.server.keepAliveTimeout = 72_000 // longer than common load balancer idle timeouts
-  app.server.headersTimeout = 75_000
   try {
     await app.listen({ port: config.PORT, host: config.HOST })
   } catch (err) {
