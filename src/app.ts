@@ -32,7 +32,7 @@ declare module 'fastify' {
 
 export type App = FastifyInstance
 
-/** TRUST_PROXY: `true`, `false`, or a comma-separated list of proxy addresses/CIDRs. */
+/** TRUST_PROXY: `true` (every address: see README), `false`, or a comma-separated list of proxy addresses/CIDRs. */
 function trustProxy(value: string | undefined): boolean | string | undefined {
   if (value === 'true' || value === 'false') return value === 'true'
   return value

@@ -6,6 +6,14 @@ import { describeSchemaError, type SchemaError } from './shared/schema-error.js'
 /** `host:port,host:port` (Cluster seeds, Sentinels). */
 const HOST_PORTS = '^[^,:\\s]+:\\d+(,[^,:\\s]+:\\d+)*$'
 
+/**
+ * TRUST_PROXY: true, false, or comma-separated proxies, each an IPv4 or IPv6 address (optionally a
+ * CIDR) or a proxy-addr range name. No hop count: Fastify 5 trusts no one for a number (a count
+ * cannot tell the proxy from a client), and no host name (proxy-addr does not resolve names).
+ */
+const PROXY = String.raw`(loopback|linklocal|uniquelocal|\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(/\d{1,3})?)`
+const TRUST_PROXY_FORMAT = new RegExp(String.raw`^(true|false|${PROXY}(,\s*${PROXY})*)$`)
+
 /** Every setting of the gateway (and every bound it enforces), read from the environment. */
 export const ConfigSchema = Type.Object({
   PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535 }),
@@ -64,6 +72,7 @@ export const ConfigSchema = Type.Object({
   BUCKETS_FILE: Type.Optional(Type.String({ minLength: 1 })),
   RATE_LIMIT_FAIL_MODE: Type.Enum(['local', 'open', 'closed'], { default: 'local' }),
   IP_RATE_LIMIT_MAX: Type.Integer({ default: 6000, minimum: 0 }),
+  /** Whose X-Forwarded-For is believed: proxy addresses/CIDRs (or loopback, linklocal, uniquelocal), or true. */
   TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
   BODY_LIMIT: Type.Integer({ default: 16384, minimum: 256 }),
   /** A request (headers and body) must arrive within this; a slower client is cut (408). Open SSE streams are exempt. */
@@ -158,6 +167,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (config.JWT_SECRET !== undefined && Buffer.byteLength(config.JWT_SECRET) < HMAC_SECRET_MIN_BYTES) {
     throw new ConfigError(
       `Invalid configuration: JWT_SECRET must be at least ${HMAC_SECRET_MIN_BYTES} bytes (a short HMAC key can be guessed offline from one token): generate one with \`openssl rand -base64 48\``
+    )
+  }
+  if (config.TRUST_PROXY !== undefined && !TRUST_PROXY_FORMAT.test(config.TRUST_PROXY)) {
+    throw new ConfigError(
+      'Invalid configuration: TRUST_PROXY must be the addresses or CIDRs of your proxies (comma-separated; loopback, linklocal, uniquelocal allowed), true or false: not a hop count or a host name'
     )
   }
   checkRedis(config)

@@ -18,7 +18,8 @@ export interface Nginx {
  * The load balancer settings that matter for a gateway with SSE (the same as deploy/nginx.conf):
  * no response buffering (events reach the browser at once), HTTP/1.1 with upstream keep-alive,
  * a read timeout far above the heartbeat interval, and a retry on the next replica when one is
- * unreachable (a killed replica costs a reconnect, not an error page).
+ * unreachable (a killed replica costs a reconnect, not an error page), and X-Forwarded-For set to
+ * the client's address, not appended to (the gateway's per-IP limit must not take a client's word).
  */
 export function nginxConfig(options: { dir: string; port: number; upstreams: string[]; root: boolean }): string {
   const { dir, port, upstreams } = options
@@ -48,7 +49,7 @@ ${upstreams.map((u) => `    server ${u} max_fails=1 fail_timeout=5s;`).join('\n'
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-For $remote_addr;
       proxy_set_header X-Forwarded-Proto $scheme;
       proxy_buffering off;
       proxy_cache off;

@@ -18,12 +18,14 @@ interface Service {
   ports?: string[]
   volumes?: string[]
   healthcheck?: { test: string[] | string }
+  networks?: Record<string, { ipv4_address?: string }>
 }
 
 const read = (file: string) => readFileSync(join(ROOT, file), 'utf8')
 const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, Service> }
+const demo = parse(read('docker-compose.demo.yml')) as { services: Record<string, Service> }
 const services = compose.services
-const gateways = Object.entries(services).filter(([, s]) => s.environment?.JWT_SECRET !== undefined)
+const gateways = Object.entries(services).filter(([, s]) => s.environment?.REDIS_URL !== undefined)
 const healthTest = (s: Service) => [s.healthcheck?.test ?? []].flat().join(' ')
 /** `${VAR:-default}` as compose resolves it with nothing set. */
 const resolved = (value: string | undefined) => value?.replace(/\$\{[A-Z_]+:-([^}]*)\}/g, '$1')
@@ -49,7 +51,7 @@ t.test('the replicas point at the shared Redis and the simulators', async (t) =>
     t.equal(new URL(env.MOLTBOOK_URL).host, `moltbook:${moltbookPort}`, `${name} MOLTBOOK_URL`)
     t.equal(new URL(env.OPENCLAW_URL).host, `openclaw:${openclawPort}`, `${name} OPENCLAW_URL`)
     t.equal(resolved(env.OPENCLAW_API_KEY), resolved(services.openclaw.environment?.OPENCLAW_API_KEY), `${name} shares the OpenClaw key`)
-    t.ok(env.TRUST_PROXY, `${name} trusts the proxy for client addresses`)
+    t.equal(env.TRUST_PROXY, services.nginx.networks?.default?.ipv4_address, `${name} trusts exactly nginx for client addresses`)
   }
   for (const name of ['moltbook', 'openclaw']) {
     const entry = services[name].command?.find((part) => part.endsWith('.js'))
@@ -92,6 +94,22 @@ t.test('profile sentinel: a primary, a replica, three Sentinels, and deploy/sent
   }
 })
 
+t.test('the stack is bound to localhost, has no demo and no committed secret unless asked for', async (t) => {
+  const published = Object.entries(services).flatMap(([name, s]) => (s.ports ?? []).map((port) => [name, port]))
+  t.ok(published.length > 0, 'some ports are published')
+  for (const [name, port] of published) t.match(port, /^127\.0\.0\.1:/, `${name} publishes ${port} on 127.0.0.1 only`)
+  for (const [name, s] of gateways) {
+    t.notOk(s.environment?.DEMO, `${name}: DEMO is off`)
+    t.notOk(s.environment?.JWT_SECRET, `${name}: no JWT_SECRET in the file`)
+    t.match(s.command?.join(' '), /JWT_SECRET=.*\/run\/moltbridge\/jwt_secret/, `${name} reads the generated secret at start`)
+    t.equal(demo.services[name]?.environment?.DEMO, 'true', `${name}: the demo override turns DEMO on`)
+  }
+  t.notMatch(read('docker-compose.yml'), /JWT_SECRET:\s*\$\{JWT_SECRET:-[^}]/, 'no default secret to fall back on')
+  const init = services['jwt-secret']
+  t.match(init?.command?.join('\n'), /randomBytes\(48\)/, 'the init service generates a secret when none is given')
+  t.match(read('deploy/nginx.conf'), /proxy_set_header X-Forwarded-For \$remote_addr;/, 'nginx sets X-Forwarded-For, never appends')
+})
+
 t.test('nginx: the mounted config exists, balances over every replica, and is set up for SSE', async (t) => {
   const mount = services.nginx.volumes?.find((v) => v.includes('nginx.conf'))
   t.ok(mount, 'nginx mounts a config')
@@ -128,13 +146,15 @@ const composeCommand = await exec('docker', ['compose', 'version']).then(
 )
 
 t.test(
-  'docker compose config accepts the file, as it is and with deploy/sentinel.env',
+  'docker compose config accepts the file: as it is, with the demo override, and with deploy/sentinel.env',
   { skip: composeCommand ? false : 'neither docker compose nor docker-compose is installed here' },
   async (t) => {
     const [command, ...args] = composeCommand ?? []
     const file = ['-f', join(ROOT, 'docker-compose.yml')]
     await exec(command, [...args, ...file, 'config', '--quiet'], { cwd: ROOT })
     t.pass('docker compose config')
+    await exec(command, [...args, ...file, '-f', join(ROOT, 'docker-compose.demo.yml'), 'config', '--quiet'], { cwd: ROOT })
+    t.pass('docker compose config with the demo override')
     const { stdout } = await exec(command, [...args, '--env-file', join(ROOT, 'deploy/sentinel.env'), ...file, 'config'], { cwd: ROOT })
     t.match(stdout, /REDIS_SENTINELS: sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/, 'the env file reaches the gateways')
   }

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { buildTestApp, deletePrefix, uniquePrefix } from '../helpers/app.js'
+import { buildTestApp, deletePrefix, listen, uniquePrefix } from '../helpers/app.js'
+import { startNginx } from '../helpers/nginx.js'
 import { freePort } from '../helpers/ports.js'
 import { startRedisServer } from '../helpers/redis-server.js'
 import { waitFor } from '../helpers/wait.js'
@@ -26,14 +27,17 @@ for (const memory of [true, false]) {
   })
 }
 
-t.test('behind a proxy the address comes from X-Forwarded-For', async (t) => {
-  const app = await buildTestApp(t, { IP_RATE_LIMIT_MAX: '2', TRUST_PROXY: 'true' }, { memory: true })
-  const from = (ip: string) =>
-    app.inject({ method: 'POST', url: '/v1/rating', headers: { ...badToken, 'x-forwarded-for': ip }, remoteAddress: '10.9.9.9', payload: {} })
+t.test('behind a trusted proxy the address comes from X-Forwarded-For; from anyone else it is ignored', async (t) => {
+  const app = await buildTestApp(t, { IP_RATE_LIMIT_MAX: '2', TRUST_PROXY: '10.9.9.0/24' }, { memory: true })
+  const from = (ip: string, remoteAddress = '10.9.9.9') =>
+    app.inject({ method: 'POST', url: '/v1/rating', headers: { ...badToken, 'x-forwarded-for': ip }, remoteAddress, payload: {} })
   await from('192.0.2.1')
   await from('192.0.2.1')
   t.equal((await from('192.0.2.1')).statusCode, 429)
   t.equal((await from('192.0.2.2')).statusCode, 401, 'one proxy does not mean one client')
+  const direct: number[] = []
+  for (const ip of ['198.51.100.1', '198.51.100.2', '198.51.100.3']) direct.push((await from(ip, '203.0.113.7')).statusCode)
+  t.same(direct, [401, 401, 429], 'a client that is not the proxy cannot choose its address')
 })
 
 t.test('replicas on one Redis share the count', async (t) => {
@@ -74,3 +78,17 @@ t.test('a Redis that stops answering costs REDIS_TIMEOUT_MS, never a hang: the l
   await waitFor('the per-IP limit to apply again', async () => (await probe()).statusCode === 429)
   t.pass('limited again once Redis answers')
 })
+
+for (const trust of ['127.0.0.1', 'true']) {
+  t.test(`defect 7: through real nginx, rotating a client-supplied X-Forwarded-For does not reset the limit (TRUST_PROXY=${trust})`, async (t) => {
+    const app = await buildTestApp(t, { IP_RATE_LIMIT_MAX: '3', TRUST_PROXY: trust }, { memory: true })
+    const { port } = new URL(await listen(app))
+    const lb = await startNginx(t, [`127.0.0.1:${port}`])
+    const codes: number[] = []
+    for (let i = 0; i < 6; i++) {
+      const res = await fetch(`${lb.url}/nope`, { headers: { 'x-forwarded-for': `198.51.100.${i}` } })
+      codes.push(res.status)
+    }
+    t.same(codes, [404, 404, 404, 429, 429, 429], 'one client, one count, whatever it claims to be')
+  })
+}

@@ -40,7 +40,9 @@ t.test('a bad or missing value is a ConfigError naming the variable', async (t) 
     ['Redis URL scheme', { JWT_SECRET: SECRET, REDIS_URL: 'localhost:6379' }, /REDIS_URL/],
     ['admin port on the public one', { JWT_SECRET: SECRET, PORT: '3000', ADMIN_PORT: '3000' }, /ADMIN_PORT must differ from PORT/],
     ['Retry-After cap past what a timer holds', { JWT_SECRET: SECRET, FORWARD_RETRY_AFTER_MAX_MS: '9999999999' }, /FORWARD_RETRY_AFTER_MAX_MS/],
-    ['negative heap threshold', { JWT_SECRET: SECRET, UNDER_PRESSURE_MAX_HEAP_USED_BYTES: '-1' }, /UNDER_PRESSURE_MAX_HEAP_USED_BYTES/]
+    ['negative heap threshold', { JWT_SECRET: SECRET, UNDER_PRESSURE_MAX_HEAP_USED_BYTES: '-1' }, /UNDER_PRESSURE_MAX_HEAP_USED_BYTES/],
+    ['TRUST_PROXY a host name', { JWT_SECRET: SECRET, TRUST_PROXY: 'nginx' }, /TRUST_PROXY/],
+    ['TRUST_PROXY a hop count', { JWT_SECRET: SECRET, TRUST_PROXY: '1' }, /TRUST_PROXY/]
   ]
   for (const [name, env, variable] of cases) {
     t.throws(() => loadConfig(env), { name: 'ConfigError', message: variable }, name)
