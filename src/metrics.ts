@@ -121,7 +121,7 @@ export function createMetrics() {
     }),
     sseClosed: new Counter({
       name: 'moltbridge_sse_streams_closed_total',
-      help: 'SSE streams closed by reason (client, slow_consumer, expired, drain, revoked)',
+      help: 'SSE streams closed by reason (client, slow_consumer, overflow, expired, drain, revoked)',
       labelNames: ['reason'],
       registers
     }),

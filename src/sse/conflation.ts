@@ -27,6 +27,11 @@ export class ConflatingBuffer<T> {
     return old !== undefined
   }
 
+  /** The oldest value, kept. */
+  first(): T | undefined {
+    return this.entries.values().next().value?.value
+  }
+
   /** The oldest value, removed. */
   shift(): T | undefined {
     const first = this.entries.entries().next()
@@ -35,6 +40,11 @@ export class ConflatingBuffer<T> {
     this.entries.delete(key)
     this.bytes -= entry.size
     return entry.value
+  }
+
+  clear(): void {
+    this.entries.clear()
+    this.bytes = 0
   }
 
   get length(): number {

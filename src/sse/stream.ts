@@ -7,7 +7,7 @@ import { ConflatingBuffer } from './conflation.js'
 import type { DeliveryBucket } from './delivery.js'
 import { EXPIRED_FRAME, gapFrame, HEARTBEAT_FRAME, retryFrame, REVOKED_FRAME, serializeEvent, type SerializedEvent } from './frame.js'
 
-export type CloseReason = 'client' | 'slow_consumer' | 'expired' | 'drain' | 'revoked'
+export type CloseReason = 'client' | 'slow_consumer' | 'overflow' | 'expired' | 'drain' | 'revoked'
 
 /** A socket that does not take a stream's last message (expired event, retry hint) within this is cut. */
 export const LAST_MESSAGE_MS = 2000
@@ -32,7 +32,10 @@ export interface StreamSettings {
   heartbeatMs: number
   /** The reconnect delay the browser is told. */
   retryMs: number
-  /** A socket that stops taking data is cut once this much is unsent (socket + conflating buffer). */
+  /**
+   * What a stream holds for its client (socket + conflating buffer) stays under this: a stalled
+   * socket is cut, a stream held back by its delivery bucket ends with a retry hint.
+   */
   maxUnsentBytes: number
 }
 
@@ -113,7 +116,9 @@ export class Stream {
 
   /**
    * Live first (buffered), then the history, then the buffer minus what the history already
-   * gave: no gap and no duplicate at the seam. Returns the gap id, if any.
+   * gave: no gap and no duplicate at the seam. Returns the gap id, if any: the history's, or the
+   * oldest id kept when what was missed does not fit in half the bound (the newest are kept,
+   * leaving the other half for live events).
    */
   async start(lastEventId: string | null): Promise<string | undefined> {
     const early: SerializedEvent[] = []
@@ -132,7 +137,10 @@ export class Stream {
     }
     for (const event of early) this.enqueue(event)
     live = true
-    return gap
+    const room = this.context.settings.maxUnsentBytes / 2
+    if (this.buffer.size <= room) return gap
+    while (this.buffer.size > room) this.buffer.shift()
+    return this.buffer.first()?.id ?? this.lastQueued ?? undefined
   }
 
   /**
@@ -151,7 +159,7 @@ export class Stream {
     const stopHeartbeat = clock.every(settings.heartbeatMs, () => {
       this.heartbeatDue = true
       this.schedule()
-      this.checkSlow()
+      this.checkBound()
       this.context.refreshSlot(principal.agentId, this.id).catch(() => {
         /* a missed refresh only shortens the slot's life */
       })
@@ -168,24 +176,32 @@ export class Stream {
   }
 
   private enqueue(event: SerializedEvent): void {
-    if (this.lastQueued && compareEventIds(event.id, this.lastQueued) <= 0) return
+    if (this.ending || (this.lastQueued && compareEventIds(event.id, this.lastQueued) <= 0)) return
     this.lastQueued = event.id
     if (this.buffer.push(event)) this.context.metrics.sseConflated.inc()
-    this.checkSlow()
+    if (this.attached) this.checkBound()
     this.schedule()
   }
 
-  /** The socket stopped taking data and the unsent data passed the bound: close it. */
-  private checkSlow(): void {
+  /**
+   * Unsent data (socket + buffer) past the bound closes the stream, whatever holds it back: a
+   * socket that stopped taking data is cut; one that drains while the delivery bucket is empty
+   * gets a retry hint and the end. Either way the client resumes from its last id and the
+   * history replays what it missed.
+   */
+  private checkBound(): void {
+    if (this.finished || this.ending) return
     const unsent = this.params.sink.writableLength + this.buffer.size
-    if (!this.blocked || this.finished || unsent <= this.context.settings.maxUnsentBytes) return
-    this.cut('slow_consumer')
+    if (unsent <= this.context.settings.maxUnsentBytes) return
+    if (this.blocked) this.cut('slow_consumer')
+    else this.end('overflow')
   }
 
-  /** Ends the stream after its last message (expired event or retry hint). */
+  /** Ends the stream after its last message (expired event or retry hint); what is held is dropped. */
   end(reason: CloseReason): void {
     if (this.ending || this.finished) return
     this.ending = reason
+    this.buffer.clear()
     this.schedule()
     this.cancelTimers.push(this.context.clock.after(LAST_MESSAGE_MS, () => this.cut(reason)))
   }
@@ -236,7 +252,7 @@ export class Stream {
     if (sent) metrics.sseEventsSent.inc(sent)
     if (this.ending === 'expired') chunk += EXPIRED_FRAME
     if (this.ending === 'revoked') chunk += REVOKED_FRAME
-    if (this.ending === 'drain') chunk += retryFrame(settings.retryMs)
+    if (this.ending === 'drain' || this.ending === 'overflow') chunk += retryFrame(settings.retryMs)
     if (chunk) this.write(chunk)
     if (this.ending) sink.end()
   }

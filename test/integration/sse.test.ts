@@ -176,3 +176,41 @@ t.test('defect 13: HEAD on the stream answers the headers and ends, leaving no s
   const anonymous = await fetch(`${url}${PATH}`, { method: 'HEAD', signal: AbortSignal.timeout(10_000) })
   t.equal(anonymous.status, 401, 'HEAD authenticates like GET')
 })
+
+t.test('defect 6: a ratings:all stream held back by a tiny delivery bucket, 100k distinct items: closed at the bound, and the reconnect resumes', async (t) => {
+  const BUCKETS_FILE = await bucketsFile(t, { capacity: 5, refill_rate: 1 })
+  const app = await buildTestApp(t, { BUCKETS_FILE, SSE_MAX_UNSENT_BYTES: String(64 * 1024), SSE_RETRY_MS: '500' }, { memory: true })
+  const url = await listen(app)
+  const headers = bearer(await mint({ sub: 'ops', agent_id: 'ag-ops', scope: 'ratings:all' }))
+  const first = await openStream(t, `${url}${PATH}`, headers)
+  t.equal(first.status, 200)
+  await first.waitFor((m) => m.length > 0)
+  const ITEMS = 100_000
+  let published = 0
+  let ended = false
+  void first.ended.then(() => (ended = true))
+  for (; published < ITEMS; published++) await app.events.publish(score(`user-${published % 100}`, `item-${published}`, 3, 1000 + published), 'feed')
+  await first.ended
+  t.ok(ended, 'the stream was closed')
+  t.equal(await metric(app, 'moltbridge_sse_streams_closed_total', 'reason="overflow"'), 1, 'because what it held passed SSE_MAX_UNSENT_BYTES')
+  t.equal(first.messages.at(-1)?.retry, 500, 'after a retry hint')
+  const delivered = first.events()
+  t.ok(delivered.length >= 1 && delivered.length < 100, `it got what its bucket allowed (${delivered.length}), not a backlog`)
+  t.equal(await metric(app, 'moltbridge_sse_streams_open'), 0)
+
+  const lastId = delivered.at(-1)?.id ?? ''
+  const again = await openStream(t, `${url}${PATH}`, { ...headers, 'last-event-id': lastId })
+  t.equal(again.status, 200, 'the client reconnects with its last id')
+  await again.waitFor(() => again.events().length >= 5)
+  const gap = again.messages.find((message) => message.event === 'gap')
+  t.ok(gap, 'told that it missed more than one stream can hold')
+  const resumed = again.events().map((event) => event.id)
+  t.equal(resumed[0], gap?.data, 'then the newest events that fit, from the id the gap names')
+  const byId = (left: string, right: string) => {
+    const [lm, ls] = left.split('-').map(Number)
+    const [rm, rs] = right.split('-').map(Number)
+    return lm - rm || ls - rs
+  }
+  t.ok(resumed.every((id, index) => byId(id, index === 0 ? lastId : resumed[index - 1]) > 0), 'after the last id, in order')
+  again.close()
+})

@@ -252,3 +252,45 @@ t.test('a socket that does not take the last message is cut after LAST_MESSAGE_M
   t.ok(setup.socket.destroyed, 'then it is cut')
   t.equal(await setup.closed('drain'), 1, 'counted under the reason it was ending for')
 })
+
+t.test('defect 6: an empty delivery bucket cannot grow the buffer past the bound: the stream ends with a retry hint', async (t) => {
+  const BOUND = 8 * 1024
+  const padding = 'x'.repeat(150)
+  const setup = await openTestStream({ delivery: { capacity: 1, refillRate: 0.001 }, maxUnsentBytes: BOUND })
+  await setup.stream.start(null)
+  setup.stream.attach(undefined, () => {})
+  let published = 0
+  while (!setup.socket.writableEnded && published < 2000) {
+    await setup.publish(`${padding}-${published}`)
+    published++
+  }
+  await setup.stream.done
+  t.ok(setup.socket.writableEnded, 'the stream ended although its socket takes everything')
+  t.equal(await setup.closed('overflow'), 1, 'counted as overflow')
+  const frameBytes = serializeEvent({ id: '1800000000000-0', event: score('alice', `${padding}-0`, 3) }).bytes
+  t.ok(published * frameBytes > BOUND, `not before the bound (${published} events of ~${frameBytes} bytes)`)
+  t.ok(published * frameBytes <= BOUND + 2 * frameBytes, 'as soon as it is passed')
+  t.equal(setup.socket.scores().length, 1, 'the one token was spent; the rest waits in the history for the resume')
+  t.equal(setup.socket.messages().at(-1)?.retry, RETRY_MS, 'the last message tells the client when to reconnect')
+})
+
+t.test('defect 6: a resume that would hold more than the bound keeps the newest that fit and starts with a gap', async (t) => {
+  const BOUND = 8 * 1024
+  const padding = 'y'.repeat(150)
+  const setup = await openTestStream({ delivery: { capacity: 1000, refillRate: 1000 }, maxUnsentBytes: BOUND })
+  const ids: string[] = []
+  for (let index = 0; index < 90; index++) ids.push(await setup.publish(`${padding}-${index}`))
+  const gap = await setup.stream.start(ids[0])
+  t.ok(gap, 'a gap: the resume cannot hold all it missed')
+  setup.stream.attach(gap, () => {})
+  await settle()
+  const messages = setup.socket.messages()
+  t.same(messages[1], { id: undefined, event: 'gap', data: gap }, 'the gap comes before any score')
+  const received = setup.socket.scores()
+  t.equal(received.at(-1)?.id, ids.at(-1), 'the newest events are the ones kept')
+  t.equal(received[0].id, gap, 'the gap names the oldest id the stream sends')
+  t.ok(received.length < ids.length - 1, `only what fits (${received.length} of ${ids.length - 1})`)
+  t.ok(received.every((event, index) => index === 0 || compareEventIds(received[index - 1].id, event.id) < 0), 'in id order')
+  t.notOk(setup.socket.writableEnded, 'and the stream goes on')
+  setup.stream.cut('client')
+})
