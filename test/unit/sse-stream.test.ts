@@ -156,29 +156,37 @@ t.test('the live-then-history seam: events published while the history is read a
   t.equal(setup.socket.messages()[0].retry, RETRY_MS, 'the retry hint comes first')
 })
 
+/** The bound on unsent data in the tests of it, and items long enough to reach it in a few dozen events. */
+const BOUND = 8 * 1024
+const PADDING = 'x'.repeat(150)
+const FRAME_BYTES = serializeEvent({ id: '1800000000000-0', event: score('alice', `${PADDING}-0`, 3) }).bytes
+
+/** Publishes distinct items one at a time until the stream's socket is closed either way (at most `max`): how many it took. */
+async function publishUntilClosed(setup: { socket: TestSocket; publish(item: string): Promise<string> }, max: number): Promise<number> {
+  let published = 0
+  while (!setup.socket.destroyed && !setup.socket.writableEnded && published < max) {
+    await setup.publish(`${PADDING}-${published}`)
+    published++
+  }
+  return published
+}
+
 t.test('a socket that stops draining is closed once its unsent data passes the bound; one that drains is not', async (t) => {
-  const BOUND = 8 * 1024
-  const padding = 'x'.repeat(150)
   const stalled = await openTestStream({ socket: new TestSocket(1024, true), maxUnsentBytes: BOUND })
   await stalled.stream.start(null)
   stalled.stream.attach(undefined, () => {})
-  let published = 0
-  while (!stalled.socket.destroyed && published < 500) {
-    await stalled.publish(`${padding}-${published}`)
-    published++
-  }
+  const published = await publishUntilClosed(stalled, 500)
   await stalled.stream.done
   t.ok(stalled.socket.destroyed, 'the stalled socket is closed')
   t.equal(await stalled.closed('slow_consumer'), 1, 'counted as slow_consumer')
-  const frameBytes = serializeEvent({ id: '1800000000000-0', event: score('alice', `${padding}-0`, 3) }).bytes
-  t.ok(published * frameBytes > BOUND, `not before the bound (${published} events of ~${frameBytes} bytes)`)
-  t.ok(published * frameBytes <= BOUND + 1024 + 2 * frameBytes, 'soon after it')
+  t.ok(published * FRAME_BYTES > BOUND, `not before the bound (${published} events of ~${FRAME_BYTES} bytes)`)
+  t.ok(published * FRAME_BYTES <= BOUND + 1024 + 2 * FRAME_BYTES, 'soon after it')
   t.equal(stalled.finished(), 1, 'the hub hears of it once')
 
   const draining = await openTestStream({ socket: new TestSocket(1024), maxUnsentBytes: BOUND })
   await draining.stream.start(null)
   draining.stream.attach(undefined, () => {})
-  for (let index = 0; index < published; index++) await draining.publish(`${padding}-${index}`)
+  for (let index = 0; index < published; index++) await draining.publish(`${PADDING}-${index}`)
   t.notOk(draining.socket.destroyed, 'a socket that takes its data stays open')
   t.equal(draining.socket.scores().length, published, 'and gets every event')
   draining.stream.cut('client')
@@ -254,32 +262,23 @@ t.test('a socket that does not take the last message is cut after LAST_MESSAGE_M
 })
 
 t.test('defect 6: an empty delivery bucket cannot grow the buffer past the bound: the stream ends with a retry hint', async (t) => {
-  const BOUND = 8 * 1024
-  const padding = 'x'.repeat(150)
   const setup = await openTestStream({ delivery: { capacity: 1, refillRate: 0.001 }, maxUnsentBytes: BOUND })
   await setup.stream.start(null)
   setup.stream.attach(undefined, () => {})
-  let published = 0
-  while (!setup.socket.writableEnded && published < 2000) {
-    await setup.publish(`${padding}-${published}`)
-    published++
-  }
+  const published = await publishUntilClosed(setup, 2000)
   await setup.stream.done
   t.ok(setup.socket.writableEnded, 'the stream ended although its socket takes everything')
   t.equal(await setup.closed('overflow'), 1, 'counted as overflow')
-  const frameBytes = serializeEvent({ id: '1800000000000-0', event: score('alice', `${padding}-0`, 3) }).bytes
-  t.ok(published * frameBytes > BOUND, `not before the bound (${published} events of ~${frameBytes} bytes)`)
-  t.ok(published * frameBytes <= BOUND + 2 * frameBytes, 'as soon as it is passed')
+  t.ok(published * FRAME_BYTES > BOUND, `not before the bound (${published} events of ~${FRAME_BYTES} bytes)`)
+  t.ok(published * FRAME_BYTES <= BOUND + 2 * FRAME_BYTES, 'as soon as it is passed')
   t.equal(setup.socket.scores().length, 1, 'the one token was spent; the rest waits in the history for the resume')
   t.equal(setup.socket.messages().at(-1)?.retry, RETRY_MS, 'the last message tells the client when to reconnect')
 })
 
 t.test('defect 6: a resume that would hold more than the bound keeps the newest that fit and starts with a gap', async (t) => {
-  const BOUND = 8 * 1024
-  const padding = 'y'.repeat(150)
   const setup = await openTestStream({ delivery: { capacity: 1000, refillRate: 1000 }, maxUnsentBytes: BOUND })
   const ids: string[] = []
-  for (let index = 0; index < 90; index++) ids.push(await setup.publish(`${padding}-${index}`))
+  for (let index = 0; index < 90; index++) ids.push(await setup.publish(`${PADDING}-${index}`))
   const gap = await setup.stream.start(ids[0])
   t.ok(gap, 'a gap: the resume cannot hold all it missed')
   setup.stream.attach(gap, () => {})
