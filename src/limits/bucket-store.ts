@@ -88,14 +88,15 @@ export class MemoryBucketStore implements BucketStore {
 }
 
 /**
- * One token-bucket decision, the same steps as token-bucket.ts `take`, on Redis's clock.
+ * One token-bucket decision, the same steps as token-bucket.ts `take`, on the clock `now_ms()`.
  * KEYS[1] bucket hash {tokens, ts(ms)}, KEYS[2] the agent's overrides (admin API: fields
  * `<action>:capacity`, `<action>:refill_rate`); ARGV capacity, refill_rate (tokens/s), cost,
  * action. An override wins over the policy in the same atomic step. Returns {allowed 0/1,
  * remaining, retryAfterMs, resetMs, capacity, refill_rate (a string: Lua numbers come back as
  * integers)}. The key expires when the bucket would be full again (a missing key is a full bucket).
+ * Exported for the property test, which runs this same body on a clock it controls.
  */
-const TAKE = `${NOW_MS_LUA}
+export const TAKE_BODY = `
 local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
@@ -131,6 +132,9 @@ else
 end
 return {allowed, math.floor(tokens), retryAfter, reset, capacity, string.format('%.17g', rate)}
 `
+
+/** The decision on Redis's own clock (TIME): what every replica runs. */
+const TAKE = `${NOW_MS_LUA}${TAKE_BODY}`
 
 declare module 'ioredis' {
   interface RedisCommander<Context extends ClientContext> {
