@@ -179,22 +179,26 @@ export class Stream {
     if (this.ending || (this.lastQueued && compareEventIds(event.id, this.lastQueued) <= 0)) return
     this.lastQueued = event.id
     if (this.buffer.push(event)) this.context.metrics.sseConflated.inc()
-    if (this.attached) this.checkBound()
+    // A backed-up socket takes nothing until it drains: the buffer grows here. Otherwise the
+    // pump (next microtask) sends what the bucket allows first, then checks.
+    if (this.blocked) this.checkBound()
     this.schedule()
   }
 
   /**
-   * Unsent data (socket + buffer) past the bound closes the stream, whatever holds it back: a
-   * socket that stopped taking data is cut; one that drains while the delivery bucket is empty
-   * gets a retry hint and the end. Either way the client resumes from its last id and the
-   * history replays what it missed.
+   * What the stream holds past the bound closes it, whatever holds it back: a socket that stopped
+   * taking data (its unsent bytes and the buffer) is cut; a buffer the delivery bucket holds back
+   * while the socket drains gets a retry hint and the end. Either way the client resumes from its
+   * last id and the history replays what it missed.
    */
   private checkBound(): void {
     if (this.finished || this.ending) return
-    const unsent = this.params.sink.writableLength + this.buffer.size
-    if (unsent <= this.context.settings.maxUnsentBytes) return
-    if (this.blocked) this.cut('slow_consumer')
-    else this.end('overflow')
+    const { maxUnsentBytes } = this.context.settings
+    if (this.blocked) {
+      if (this.params.sink.writableLength + this.buffer.size > maxUnsentBytes) this.cut('slow_consumer')
+    } else if (this.buffer.size > maxUnsentBytes) {
+      this.end('overflow')
+    }
   }
 
   /** Ends the stream after its last message (expired event or retry hint); what is held is dropped. */
@@ -255,6 +259,7 @@ export class Stream {
     if (this.ending === 'drain' || this.ending === 'overflow') chunk += retryFrame(settings.retryMs)
     if (chunk) this.write(chunk)
     if (this.ending) sink.end()
+    else if (!this.blocked) this.checkBound()
   }
 
   private write(chunk: string): void {
