@@ -7,7 +7,7 @@ import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
 import { bucketsFile, openStream, score } from '../helpers/sse.js'
 import { bearer, mint, unsignedToken } from '../helpers/tokens.js'
 import { waitFor } from '../helpers/wait.js'
-import { httpCases, routesOf, type Case } from './http-cases.js'
+import { httpCases, routesOf, type Case } from '../helpers/http-cases.js'
 
 /*
  * HTTP fuzzing of every route against a healthy Redis and a healthy OpenClaw simulator, over real
