@@ -2,12 +2,12 @@ import fc from 'fast-check'
 import { request, type IncomingHttpHeaders } from 'node:http'
 import t from 'tap'
 import { buildTestApp, listen, logCapture } from '../helpers/app.js'
+import { httpCases, routesOf, type Case } from '../helpers/http-cases.js'
 import { metric } from '../helpers/metrics.js'
 import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
 import { bucketsFile, openStream, score } from '../helpers/sse.js'
 import { bearer, mint, unsignedToken } from '../helpers/tokens.js'
 import { waitFor } from '../helpers/wait.js'
-import { httpCases, routesOf, type Case } from '../helpers/http-cases.js'
 
 /*
  * HTTP fuzzing of every route against a healthy Redis and a healthy OpenClaw simulator, over real
