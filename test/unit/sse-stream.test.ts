@@ -161,22 +161,25 @@ const BOUND = 8 * 1024
 const PADDING = 'x'.repeat(150)
 const FRAME_BYTES = serializeEvent({ id: '1800000000000-0', event: score('alice', `${PADDING}-0`, 3) }).bytes
 
-/** Publishes distinct items one at a time until the stream's socket is closed either way (at most `max`): how many it took. */
-async function publishUntilClosed(setup: { socket: TestSocket; publish(item: string): Promise<string> }, max: number): Promise<number> {
+/**
+ * Opens the stream, then publishes distinct items one at a time until its socket is closed either
+ * way (at most `max`), and waits for the stream's end: how many it took.
+ */
+async function floodUntilClosed(setup: Awaited<ReturnType<typeof openTestStream>>, max: number): Promise<number> {
+  await setup.stream.start(null)
+  setup.stream.attach(undefined, () => {})
   let published = 0
   while (!setup.socket.destroyed && !setup.socket.writableEnded && published < max) {
     await setup.publish(`${PADDING}-${published}`)
     published++
   }
+  await setup.stream.done
   return published
 }
 
 t.test('a socket that stops draining is closed once its unsent data passes the bound; one that drains is not', async (t) => {
   const stalled = await openTestStream({ socket: new TestSocket(1024, true), maxUnsentBytes: BOUND })
-  await stalled.stream.start(null)
-  stalled.stream.attach(undefined, () => {})
-  const published = await publishUntilClosed(stalled, 500)
-  await stalled.stream.done
+  const published = await floodUntilClosed(stalled, 500)
   t.ok(stalled.socket.destroyed, 'the stalled socket is closed')
   t.equal(await stalled.closed('slow_consumer'), 1, 'counted as slow_consumer')
   t.ok(published * FRAME_BYTES > BOUND, `not before the bound (${published} events of ~${FRAME_BYTES} bytes)`)
@@ -263,10 +266,7 @@ t.test('a socket that does not take the last message is cut after LAST_MESSAGE_M
 
 t.test('defect 6: an empty delivery bucket cannot grow the buffer past the bound: the stream ends with a retry hint', async (t) => {
   const setup = await openTestStream({ delivery: { capacity: 1, refillRate: 0.001 }, maxUnsentBytes: BOUND })
-  await setup.stream.start(null)
-  setup.stream.attach(undefined, () => {})
-  const published = await publishUntilClosed(setup, 2000)
-  await setup.stream.done
+  const published = await floodUntilClosed(setup, 2000)
   t.ok(setup.socket.writableEnded, 'the stream ended although its socket takes everything')
   t.equal(await setup.closed('overflow'), 1, 'counted as overflow')
   t.ok(published * FRAME_BYTES > BOUND, `not before the bound (${published} events of ~${FRAME_BYTES} bytes)`)
