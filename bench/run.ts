@@ -224,9 +224,11 @@ async function feedToSse(): Promise<void> {
         const batch = []
         for (const due = Math.floor(((Date.now() - start) * rate) / 1000); n < due; n++) {
           const user = users[sent++ % users.length]
-          const timestamp = Math.max(Date.now(), (last.get(user) ?? 0) + 1) // unique per user, ms
-          last.set(user, timestamp)
-          batch.push({ user_id: user, item_id: `item${sent % 20}`, timestamp, rating: 3 })
+          // The send time rides in the item id (`t<ms>`, unique per user): a rating's timestamp is
+          // whole seconds, and the SSE clients measure from the moment the rating was sent.
+          const sentAt = Math.max(Date.now(), (last.get(user) ?? 0) + 1)
+          last.set(user, sentAt)
+          batch.push({ user_id: user, item_id: `t${sentAt}`, timestamp: Math.floor(sentAt / 1000), rating: 3 })
         }
         if (batch.length) moltbook.send(batch)
         await sleep(5)
@@ -364,9 +366,9 @@ async function fanOutOnce(kind: 'gateway' | 'raw', streams: number, events: numb
     const started = Date.now()
     const batch: ScoreEvent[] = Array.from({ length: events }, (_, i) => ({
       user_id: `fan${i % 10}`,
-      item_id: `fan-item${i}`,
+      item_id: `t${started}-${i}`,
       rating: 4,
-      timestamp: started
+      timestamp: Math.floor(started / 1000)
     }))
     await host({ cmd: 'publish', events: batch }, child)
     const expected = opened.opened * events

@@ -1,7 +1,7 @@
 /**
  * Child process of the benchmark: opens many SSE connections (like EventSource, raw HTTP so a
  * thousand of them stay cheap) and reports, per connection, how many events arrived and how
- * long each took from its publish time (the event's `timestamp`, in ms, set by the benchmark).
+ * long each took from the moment the benchmark sent its rating (the item id starts with `t<ms>`).
  */
 import { request, Agent } from 'node:http'
 
@@ -43,9 +43,9 @@ function connect(url: string, token: string): Promise<boolean> {
           buffer = buffer.slice(end + 2)
           const data = message.split('\n').find((line) => line.startsWith('data:'))
           if (!data || message.includes('\nevent:') || message.startsWith('event:')) continue
-          const event = JSON.parse(data.slice(5)) as { timestamp: number }
+          const event = JSON.parse(data.slice(5)) as { item_id: string }
           lastAt = Date.now()
-          latencies.push(lastAt - event.timestamp)
+          latencies.push(lastAt - Number.parseInt(event.item_id.slice(1), 10))
         }
       })
       res.on('error', () => {})
