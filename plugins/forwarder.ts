@@ -3,7 +3,7 @@ import fp from 'fastify-plugin'
 import { DeadLetters, MemoryDeadLetterStore, RedisDeadLetterStore } from '../src/forward/dead-letters.js'
 import { MemoryDedupStore, RedisDedupStore } from '../src/forward/dedup.js'
 import { Forwarder } from '../src/forward/forwarder.js'
-import { MemoryQueueStore, RedisQueueStore } from '../src/forward/queue.js'
+import { MemoryQueueStore, RedisQueueStore, type QueueStore } from '../src/forward/queue.js'
 
 /** What the feed needs of the forwarder (a durable queue with a high- and a low-water mark), and its depth. */
 type ForwardIntake = Pick<Forwarder, 'enqueue' | 'full' | 'waitForRoom' | 'depths'>
@@ -25,6 +25,19 @@ const disabled: ForwardIntake = {
 }
 const noDeadLetters: FastifyInstance['deadLetters'] = { list: async () => [], size: async () => 0, retry: async () => false, drop: async () => false }
 
+/** The forward queue: Redis Streams partitioned by agent, or process memory without Redis. */
+function queueStore(app: FastifyInstance): QueueStore {
+  const { config, redis, keys, replicaId } = app
+  if (!redis) return new MemoryQueueStore()
+  const replicated = config.REDIS_WAIT_REPLICAS
+    ? { connection: app.redisConnection('enqueue'), replicas: config.REDIS_WAIT_REPLICAS, timeoutMs: config.REDIS_WAIT_TIMEOUT_MS }
+    : undefined
+  // A single Redis blocks one read over every partition; a Cluster cannot, and rings doorbells instead.
+  const wake = redis.isCluster ? { subscriber: app.redisSubscriber ?? undefined } : { blocking: app.redisConnection('queue') }
+  const partitions = config.QUEUE_PARTITIONS
+  return new RedisQueueStore(redis, keys, { ...wake, partitions, claimMs: config.QUEUE_CLAIM_MS, consumer: replicaId, replicated })
+}
+
 /** Forwards each queued feed rating to OpenClaw once and publishes its score (src/forward/forwarder.ts). */
 export default fp(
   async (app) => {
@@ -35,12 +48,7 @@ export default fp(
       return
     }
     const claimMs = config.QUEUE_CLAIM_MS
-    const replicated = config.REDIS_WAIT_REPLICAS
-      ? { connection: app.redisConnection('enqueue'), replicas: config.REDIS_WAIT_REPLICAS, timeoutMs: config.REDIS_WAIT_TIMEOUT_MS }
-      : undefined
-    const queue = redis
-      ? new RedisQueueStore(redis, keys, { blocking: app.redisConnection('queue'), claimMs, consumer: replicaId, replicated })
-      : new MemoryQueueStore()
+    const queue = queueStore(app)
     const dedup = redis
       ? new RedisDedupStore(redis, keys, { ttlSeconds: config.DEDUP_TTL, owner: replicaId })
       : new MemoryDedupStore({ ttlSeconds: config.DEDUP_TTL })

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import { RedisConnections, type RedisClient } from '../src/redis/client.js'
 import { createKeys, type Keys } from '../src/redis/keys.js'
+import { RedisSubscriber } from '../src/redis/subscriber.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -8,6 +9,8 @@ declare module 'fastify' {
     redis: RedisClient | null
     /** A new connection for blocking reads (XREADGROUP, XREAD BLOCK); closed with the app. */
     redisConnection(name: string): RedisClient
+    /** This replica's sharded pub/sub connection, shared by every listener; null without Redis. */
+    redisSubscriber: RedisSubscriber | null
     keys: Keys
   }
 }
@@ -23,6 +26,7 @@ export default fp(
       app.decorate('redisConnection', () => {
         throw new Error('redisConnection called without Redis configured')
       })
+      app.decorate<RedisSubscriber | null>('redisSubscriber', null)
       return
     }
     const sentinel = REDIS_SENTINELS && REDIS_SENTINEL_NAME
@@ -31,6 +35,10 @@ export default fp(
     const connections = new RedisConnections({ url: REDIS_URL, clusterNodes: REDIS_CLUSTER_NODES, sentinel }, app.log)
     app.decorate<RedisClient | null>('redis', connections.main)
     app.decorate('redisConnection', (name: string) => connections.connect(name))
+    const subscriber = new RedisSubscriber(connections.connect('subscriber', { subscriber: true }), (err) =>
+      app.log.warn({ err }, 'unreadable pub/sub message dropped')
+    )
+    app.decorate<RedisSubscriber | null>('redisSubscriber', subscriber)
     await connections.ready()
     app.readiness.add('redis', () => connections.check())
     app.addHook('onReady', async () => connections.pipelineAutomatically())

@@ -5,12 +5,12 @@ import { deliveryRules } from '../src/sse/delivery.js'
 import { SseHub, type OpenRequest } from '../src/sse/hub.js'
 import { MemoryStreamSlots, RedisStreamSlots } from '../src/sse/stream-slots.js'
 
-type StreamOptions = Pick<OpenRequest, 'items' | 'lastEventId'>
+type StreamOptions = Pick<OpenRequest, 'items' | 'resume'>
 
 declare module 'fastify' {
   interface FastifyInstance {
     sseHub: {
-      /** Opens the caller's stream on `reply` (429 over the agent's cap, 503 while draining); HEAD answers the headers only. */
+      /** Opens the caller's stream on `reply` (400 for a bad resume position, 429 over the agent's cap, 503 while draining); HEAD answers the headers only. */
       open(request: FastifyRequest, reply: FastifyReply, options: StreamOptions): Promise<void>
       /** Open streams per agent over every replica. */
       openPerAgent(): Promise<Map<string, number>>

@@ -80,14 +80,20 @@ export const ConfigSchema = Type.Object({
 
   HISTORY_MAX: Type.Integer({ default: 1000, minimum: 1 }),
   HISTORY_TTL: Type.Integer({ default: 600, minimum: 1 }),
-  /** Approximate length of the global fan-out stream (XADD MAXLEN ~): what `ratings:all` can replay. */
+  /** Events `ratings:all` can replay, spread over its partitions. */
   EVENTS_STREAM_MAX: Type.Integer({ default: 10000, minimum: 10 }),
+  /** Partitions of the `ratings:all` history (by user); a ratings:all position holds one id per partition. */
+  EVENTS_PARTITIONS: Type.Integer({ default: 16, minimum: 1, maximum: 256 }),
+  /** Without Redis: users whose history and scores the process keeps at most (the least recently active go first). */
+  MEMORY_USERS_MAX: Type.Integer({ default: 100000, minimum: 1 }),
   DEDUP_TTL: Type.Integer({ default: 600, minimum: 1 }),
   /** Seconds a caller's latest score per item is kept for GET /v1/scores. */
   SCORES_TTL: Type.Integer({ default: 86400, minimum: 1 }),
 
-  /** Forward queue bound: above it the feed socket is paused (back-pressure). */
+  /** Forward queue bound (all partitions together): above it the feed socket is paused (back-pressure). */
   QUEUE_MAX: Type.Integer({ default: 10000, minimum: 2 }),
+  /** Partitions of the forward queue (by agent), each a stream in its own slot; only ever raise it (README). */
+  QUEUE_PARTITIONS: Type.Integer({ default: 16, minimum: 1, maximum: 1024 }),
   /** A pending forward not acknowledged for this long is reclaimed by another consumer. */
   QUEUE_CLAIM_MS: Type.Integer({ default: 15000, minimum: 100 }),
   LEASE_MS: Type.Integer({ default: 5000, minimum: 100 }),

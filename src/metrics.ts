@@ -121,7 +121,7 @@ export function createMetrics() {
     }),
     sseClosed: new Counter({
       name: 'moltbridge_sse_streams_closed_total',
-      help: 'SSE streams closed by reason (client, slow_consumer, overflow, expired, drain, revoked)',
+      help: 'SSE streams closed by reason (client, slow_consumer, overflow, expired, drain, revoked, lost)',
       labelNames: ['reason'],
       registers
     }),
@@ -135,6 +135,16 @@ export function createMetrics() {
       name: 'moltbridge_events_published_total',
       help: 'Score events published to the fan-out by source (feed, rest)',
       labelNames: ['source'],
+      registers
+    }),
+    fanoutTopics: new Gauge({
+      name: 'moltbridge_fanout_topics',
+      help: 'Live topics this replica listens to (users with a stream open here, ratings:all partitions)',
+      registers
+    }),
+    fanoutRecovered: new Counter({
+      name: 'moltbridge_fanout_recovered_total',
+      help: 'Events read back from a history after the live channel was interrupted (a Redis reconnect)',
       registers
     }),
     feedToPublish: new Histogram({

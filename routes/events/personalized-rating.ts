@@ -1,13 +1,12 @@
 import type { FastifyInstance } from 'fastify'
 import { Type, type Static } from 'typebox'
-import { isEventId } from '../../src/events/event-id.js'
-import { BEARER, errorResponses, HttpError } from '../../src/errors.js'
+import { BEARER, errorResponses } from '../../src/errors.js'
 import { parseItems } from '../../src/events/items.js'
 
 const Query = Type.Object(
   {
     items: Type.Optional(Type.String({ minLength: 1, maxLength: 8192, description: 'Comma-separated item ids' })),
-    lastEventId: Type.Optional(Type.String({ description: 'Resume after this id (like the Last-Event-ID header)' })),
+    lastEventId: Type.Optional(Type.String({ description: 'Resume after this position (like the Last-Event-ID header)' })),
     ticket: Type.Optional(Type.String({ description: 'Single-use ticket from POST /v1/sse-tickets' }))
   },
   { additionalProperties: false }
@@ -29,12 +28,14 @@ export default async function (app: FastifyInstance) {
     },
     async (request, reply) => {
       const header = request.headers['last-event-id']
-      const lastEventId = (typeof header === 'string' && header !== '' ? header : request.query.lastEventId) || null
-      if (lastEventId !== null && !isEventId(lastEventId)) {
-        const field = typeof header === 'string' && header !== '' ? 'headers/last-event-id' : 'querystring/lastEventId'
-        throw new HttpError(400, `${field} must be an event id (<ms>-<seq>)`)
-      }
-      await app.sseHub.open(request, reply, { items: parseItems(request.query.items), lastEventId })
+      const { lastEventId } = request.query
+      const resume =
+        typeof header === 'string' && header !== ''
+          ? { id: header, field: 'headers/last-event-id' }
+          : lastEventId
+            ? { id: lastEventId, field: 'querystring/lastEventId' }
+            : null
+      await app.sseHub.open(request, reply, { items: parseItems(request.query.items), resume })
       return reply
     }
   )

@@ -1,74 +1,87 @@
-import type { Counter } from 'prom-client'
+import type { Counter, Gauge } from 'prom-client'
 import { toScoreEvent, type ScoreEvent } from '../rating.js'
 import type { StoreBudget } from '../shared/store-budget.js'
+import type { Clock } from '../shared/clock.js'
 import type { Source } from '../upstream/errors.js'
-import type { EventStore, Replay, StoredEvent } from './event-store.js'
-import { ListenerIndex, type Listener } from './listener-index.js'
+import type { EventStore, Topic, TopicRead } from './event-store.js'
+import { LiveTopics, type Membership, type TopicListener } from './live-topics.js'
 
 export interface EventBusOptions {
   /** Published events by source (feed, rest). */
   published: Counter<'source'>
   /** Bounds the reads a request waits for (scores, history) when the store is over the network. */
   budget?: StoreBudget
-  /** A listener threw: the other listeners still got the event. */
-  onListenerError(err: unknown): void
+  /** Topics this replica listens to. */
+  topics?: Gauge
+  /** Events recovered from a history after the live channel was interrupted. */
+  recovered?: Counter
+  /** A listener threw, or a topic could not catch up yet: the others go on. */
+  onError(err: unknown): void
+  clock?: Clock
 }
 
 /**
- * Whoever publishes (REST route, forwarder), every replica's subscribers get the event: the
- * store stores it and fans it out, this bus hands what reaches this replica to its listeners.
+ * Whoever publishes (REST route, forwarder), the streams of that user get the event on whichever
+ * replica they are open, and `ratings:all` streams get every event: the store keeps the
+ * histories and publishes live; this bus joins the topics this replica's streams need.
  */
 export class EventBus {
-  private readonly listeners: ListenerIndex<StoredEvent>
+  private readonly topics: LiveTopics
 
   constructor(
     private readonly store: EventStore,
     private readonly options: EventBusOptions
   ) {
-    this.listeners = new ListenerIndex(options.onListenerError)
+    this.topics = new LiveTopics(store, {
+      topics: options.topics,
+      recovered: options.recovered,
+      onError: options.onError,
+      clock: options.clock
+    })
   }
 
-  /** Starts the fan-out: from now on listeners get every event published by any replica. */
-  start(): Promise<void> {
-    return this.store.start((stored) => this.listeners.notify(stored.event.user_id, stored))
-  }
-
-  /** Stores in the user's history, remembers as latest score, fans out; resolves to the id. */
+  /** Stores in the user's history, remembers as latest score, publishes live; resolves to its id in the user's history. */
   async publish(event: ScoreEvent, source: Source): Promise<string> {
     const id = await this.store.publish(toScoreEvent(event))
     this.options.published.inc({ source })
     return id
   }
 
-  /**
-   * Every event reaching this replica through the fan-out, in id order (only `userId`'s when
-   * given: a stream per user need not look at everyone's events). Returns unsubscribe.
-   */
-  subscribe(listener: Listener<StoredEvent>, userId: string | null = null): () => void {
-    return this.listeners.add(listener, userId)
-  }
-
-  /** What the user missed after `afterId`, in order (userId null: every user); 503 past the budget. */
-  replay(userId: string | null, afterId: string): Promise<Replay> {
-    return this.read('replay', () => this.store.replay(userId, afterId))
-  }
-
   /** The latest score event per listed item for a user; 503 past the budget. */
   latest(userId: string, items: string[]): Promise<ScoreEvent[]> {
-    return this.read('scores', () => this.store.latest(userId, items))
+    return this.budgeted('scores', () => this.store.latest(userId, items))
   }
 
-  private read<T>(op: string, call: () => Promise<T>): Promise<T> {
+  private budgeted<T>(op: string, call: () => Promise<T>): Promise<T> {
     return this.options.budget ? this.options.budget.call(op, call) : call()
   }
 
-  /** Null once a canary came back through the fan-out within `timeoutMs`, else the reason. */
+  userTopic(userId: string): Topic {
+    return this.store.userTopic(userId)
+  }
+
+  /** The partitions of `ratings:all`, in the order of its positions. */
+  allTopics(): Topic[] {
+    return this.store.allTopics()
+  }
+
+  /** The topic's newest id, and what it holds after `afterId` when given; 503 past the budget. */
+  read(topic: Topic, afterId: string | null): Promise<TopicRead> {
+    return this.budgeted('replay', () => this.store.read(topic, afterId))
+  }
+
+  /** Live events of `topic`, each once and in order, from its position when joined. */
+  join(topic: Topic, listener: TopicListener): Promise<Membership> {
+    return this.topics.join(topic, listener)
+  }
+
+  /** Null once a canary came back through the live path within `timeoutMs`, else the reason. */
   canary(timeoutMs: number): Promise<string | null> {
     return this.store.canary(timeoutMs)
   }
 
   async close(): Promise<void> {
-    this.listeners.clear()
+    this.topics.clear()
     await this.store.close()
   }
 }

@@ -1,15 +1,27 @@
 import type { ScoreEvent } from '../rating.js'
 
-/** A published score event with its id (ordered across all replicas). */
+/** A published score event with its id in one history (a user's, or a `ratings:all` partition's). */
 export interface StoredEvent {
   id: string
   event: ScoreEvent
 }
 
-export interface Replay {
-  /** Set when the requested id is older than the history: the oldest id still held. */
-  gap?: string
+/**
+ * A history with a live channel: a user's events, or one partition of every user's events
+ * (`ratings:all`). Ids are ordered within a topic only. The store names its topics.
+ */
+export type Topic = string
+
+/** What a history holds after a given id. */
+export interface TopicRead {
+  /** The newest id of the topic (START_ID when it holds nothing): its position now. */
+  last: string
+  /** The events after the id asked for, in order (none when no id was asked for). */
   events: StoredEvent[]
+  /** Events after the id asked for were trimmed off: the oldest id still held. */
+  gap?: string
+  /** The id asked for is newer than any event the topic can have had. */
+  future: boolean
 }
 
 export interface EventLimits {
@@ -18,21 +30,39 @@ export interface EventLimits {
   historyTtlS: number
   /** Seconds a user's latest score per item is kept. */
   scoresTtlS: number
-  /** Length of the global fan-out stream (what `ratings:all` can replay). */
-  streamMax: number
+  /** Events `ratings:all` can replay, over all its partitions. */
+  allMax: number
+  /** Partitions of the `ratings:all` history. */
+  allPartitions: number
+}
+
+/** Live events of the topics a store listens to, and the news that some may have been missed. */
+export interface LiveSink {
+  event(topic: Topic, stored: StoredEvent): void
+  /** Live delivery was interrupted (a reconnect): every topic must catch up from its history. */
+  resync(): void
 }
 
 /**
- * Per-user history, latest score per item, and the fan-out that hands every published event to
- * every replica's `onEvent`, in id order.
+ * Per-user history and latest scores, the `ratings:all` history, and live delivery of the
+ * topics this replica listens to (only those: a replica never sees the events of users with no
+ * stream open on it).
  */
 export interface EventStore {
+  /** Stores the event in its user's history (and `ratings:all`), publishes it live; resolves to its id in the user's history. */
   publish(event: ScoreEvent): Promise<string>
-  replay(userId: string | null, afterId: string): Promise<Replay>
   latest(userId: string, items: string[]): Promise<ScoreEvent[]>
-  /** Starts the fan-out reader; `onEvent` gets every event published by any replica from now on. */
-  start(onEvent: (event: StoredEvent) => void): Promise<void>
-  /** Sends a canary through the fan-out path: null once it came back, else the reason. */
+  userTopic(userId: string): Topic
+  /** The `ratings:all` partitions, in position order. */
+  allTopics(): Topic[]
+  /** The topic's newest id, and its events after `afterId` when given. */
+  read(topic: Topic, afterId: string | null): Promise<TopicRead>
+  /** Live events go to `sink` from now on (for the topics listened to). */
+  start(sink: LiveSink): void
+  /** Resolves once live events of `topic` are delivered. */
+  listen(topic: Topic): Promise<void>
+  unlisten(topic: Topic): Promise<void>
+  /** Sends a canary through the live path: null once it came back within `timeoutMs`, else the reason. */
   canary(timeoutMs: number): Promise<string | null>
   close(): Promise<void>
 }

@@ -1,86 +1,117 @@
 import type { ClientContext, Result } from 'ioredis'
-import { EventEmitter } from 'node:events'
 import type { ScoreEvent } from '../rating.js'
 import type { RedisClient } from '../redis/client.js'
 import type { Keys } from '../redis/keys.js'
 import { defineScripts } from '../redis/scripts.js'
+import type { RedisSubscriber } from '../redis/subscriber.js'
+import { partitionOf } from '../shared/partition.js'
 import { newReplicaId } from '../shared/replica-id.js'
 import { timedCall, type CallMetrics } from '../shared/timed-call.js'
-import { onceWithin, Wakeable } from '../shared/wait.js'
-import { compareEventIds, eventIdFromLex, isEventId, lexEventId } from './event-id.js'
-import type { EventLimits, EventStore, Replay, StoredEvent } from './event-store.js'
+import { withTimeout } from '../shared/timeout.js'
+import { compareEventIds, parseEventId, START_ID } from './event-id.js'
+import type { EventLimits, EventStore, LiveSink, Topic, TopicRead } from './event-store.js'
 
 /*
- * Redis layout. Ids come from XADD on ONE global stream (`keys.events`), so they are totally
- * ordered across replicas and double as Last-Event-ID. Each replica runs one XREAD BLOCK reader
- * on that stream and dispatches locally: the fan-out path, used even with one replica. The
- * per-user history is a sorted set in the user's slot (all scores 0, members `<lex id>|<json>`,
- * so ZRANGEBYLEX returns id order whatever order inserts land in); the latest score per item is
- * a hash in the same slot, whose values carry the lex id so an older write never wins.
+ * Redis layout, per user in the user's slot: the history, a Redis Stream whose entry ids are the
+ * event ids (`<ms>-<seq>`, ordered per user), and the latest score per item (a hash). One script
+ * per event appends to the history, keeps the latest score and SPUBLISHes `<id> <json>` on the
+ * user's channel beside it, so only replicas with a stream of that user open hear it. Every event
+ * is also appended to one `ratings:all` partition (by user) and published on its channel: with a
+ * single Redis in the same script, on a Cluster in a second one (another slot).
+ *
+ * Trimming deletes the oldest entries with XDEL rather than XADD MAXLEN: only XDEL moves the
+ * stream's max-deleted-entry-id, which tells a resume exactly whether it missed a trimmed event.
  */
-const REMEMBER = `
-local function remember(hist, trimmed, scores, lex, json, item, max, ttl, scoresTtl)
-  local member = lex .. '|' .. json
-  redis.call('ZADD', hist, 0, member)
-  local extra = redis.call('ZCARD', hist) - max
+const APPEND = `
+local function append(stream, json, max)
+  local id = redis.call('XADD', stream, '*', 'e', json)
+  local extra = redis.call('XLEN', stream) - max
   if extra > 0 then
-    local gone = redis.call('ZRANGE', hist, extra - 1, extra - 1)
-    local newest = string.sub(gone[1], 1, 31)
-    local known = redis.call('GET', trimmed)
-    if not known or known < newest then redis.call('SET', trimmed, newest) end
-    redis.call('ZREMRANGEBYRANK', hist, 0, extra - 1)
+    for _, entry in ipairs(redis.call('XRANGE', stream, '-', '+', 'COUNT', extra)) do
+      redis.call('XDEL', stream, entry[1])
+    end
   end
-  redis.call('EXPIRE', hist, ttl)
-  redis.call('EXPIRE', trimmed, ttl)
-  local current = redis.call('HGET', scores, item)
-  if not current or current < member then redis.call('HSET', scores, item, member) end
-  redis.call('EXPIRE', scores, scoresTtl)
+  return id
 end
-local function pad(n) return string.rep('0', 15 - #n) .. n end
+local function user(events, scores, json, item, max, ttl, scoresTtl, channel)
+  local id = append(events, json, max)
+  redis.call('EXPIRE', events, ttl)
+  redis.call('HSET', scores, item, json)
+  redis.call('EXPIRE', scores, scoresTtl)
+  redis.call('SPUBLISH', channel, id .. ' ' .. json)
+  return id
+end
+local function all(events, json, max, channel)
+  local id = append(events, json, max)
+  redis.call('SPUBLISH', channel, id .. ' ' .. json)
+end
 `
 
-/** Cluster: the history keys are in the user's slot, not the stream's, so this runs after XADD. */
-const REMEMBER_ONLY = `${REMEMBER}
-remember(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6])
+/** KEYS events, scores; ARGV json, item, historyMax, historyTtl, scoresTtl, channel. */
+const PUBLISH_USER = `${APPEND}
+return user(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6])
 `
 
-/**
- * Single Redis: XADD and the history write in one script, so no reader can see an event live
- * before it is in the history (the resume seam relies on that; on a cluster the window is the
- * time between two commands of the same publisher).
- */
-const PUBLISH = `${REMEMBER}
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[6], '*', 'e', ARGV[1])
-local ms, seq = string.match(id, '(%d+)-(%d+)')
-remember(KEYS[2], KEYS[3], KEYS[4], pad(ms) .. '-' .. pad(seq), ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5])
+/** KEYS partition events; ARGV json, partition max, channel. */
+const PUBLISH_ALL = `${APPEND}
+all(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3])
+return 1
+`
+
+/** Single Redis: both in one atomic step (KEYS and ARGV of the two above, in order). */
+const PUBLISH_BOTH = `${APPEND}
+local id = user(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6])
+all(KEYS[3], ARGV[1], tonumber(ARGV[7]), ARGV[8])
 return id
 `
 
+/**
+ * KEYS history; ARGV the id to read after ('' for none). Returns the newest id, the newest id
+ * trimmed off, the oldest held, Redis's time (whole seconds) and the entries after the id: one
+ * consistent snapshot.
+ */
+const READ = `
+local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
+local now = redis.call('TIME')[1]
+if info.err then return {'', '0-0', '', now, {}} end
+local field = {}
+for i = 1, #info, 2 do field[info[i]] = info[i + 1] end
+local oldest = field['first-entry'] and field['first-entry'][1] or ''
+local entries = {}
+if ARGV[1] ~= '' then entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+') end
+return {field['last-generated-id'], field['max-deleted-entry-id'], oldest, now, entries}
+`
+
+type RawEntry = [id: string, fields: string[]]
+type ReadReply = [last: string, trimmed: string, oldest: string, nowS: string, entries: RawEntry[]]
+
 declare module 'ioredis' {
   interface RedisCommander<Context extends ClientContext> {
-    moltbridgeEventsPublish(
-      stream: string,
-      history: string,
-      trimmed: string,
+    moltbridgeEventsUser(
+      events: string,
       scores: string,
       json: string,
       item: string,
       historyMax: number,
       historyTtl: number,
       scoresTtl: number,
-      streamMax: number
+      channel: string
     ): Result<string, Context>
-    moltbridgeEventsRemember(
-      history: string,
-      trimmed: string,
+    moltbridgeEventsAll(events: string, json: string, max: number, channel: string): Result<number, Context>
+    moltbridgeEventsBoth(
+      events: string,
       scores: string,
-      lex: string,
+      allEvents: string,
       json: string,
       item: string,
       historyMax: number,
       historyTtl: number,
-      scoresTtl: number
-    ): Result<null, Context>
+      scoresTtl: number,
+      channel: string,
+      allMax: number,
+      allChannel: string
+    ): Result<string, Context>
+    moltbridgeEventsRead(history: string, afterId: string): Result<ReadReply, Context>
   }
 }
 
@@ -90,52 +121,42 @@ declare module 'ioredis' {
  * landed is published again by the retry.
  */
 const PUBLISH_TIMEOUT_MS = 5000
-/** After a failed read, the fan-out reader waits this long before it reads again. */
-const READ_RETRY_MS = 200
+/** Reads of a history (stream opens, catch-ups) wait at most this long. */
+const READ_TIMEOUT_MS = 5000
 
 export interface RedisEventStoreOptions extends EventLimits {
-  /** A dedicated connection for the fan-out reader (XREAD BLOCK holds it); disconnected by close(). */
-  reader: RedisClient
-  /** Latency and failures of publish (`op="publish"`). */
+  /** This replica's sharded pub/sub connection (live events, the canary). */
+  subscriber: RedisSubscriber
+  /** Latency and failures of publish and read (`op="publish"`, `op="read"`). */
   metrics: CallMetrics
-  /** Names this replica's readiness canaries; a new replica id by default. */
+  /** Names this replica's canary channel; a new replica id by default. */
   replicaId?: string
 }
 
-/** `<lex id>|<json>` back to a stored event. */
-function fromMember(member: string): StoredEvent {
-  const bar = member.indexOf('|')
-  return { id: eventIdFromLex(member.slice(0, bar)), event: JSON.parse(member.slice(bar + 1)) as ScoreEvent }
-}
-
-/** From XINFO STREAM (a flat name/value list): entries held, entries ever added, and the oldest id held. */
-function streamInfo(info: unknown): { held: number; added: number; oldest: string } | null {
-  if (!Array.isArray(info)) return null
-  const field = (name: string): unknown => info[info.indexOf(name) + 1]
-  const first = field('first-entry')
-  const oldest = Array.isArray(first) ? String(first[0]) : ''
-  return isEventId(oldest) ? { held: Number(field('length')), added: Number(field('entries-added')), oldest } : null
-}
-
-/** Shared by every replica: history and scores per user, fan-out through one global stream. */
+/** Shared by every replica: histories and scores per user, `ratings:all` partitions, per-user live channels. */
 export class RedisEventStore implements EventStore {
-  private stopped = false
-  private loop: Promise<void> | null = null
-  private onEvent: (event: StoredEvent) => void = () => {}
-  private readonly readRetry = new Wakeable()
-  /** Emits each canary token the reader sees. */
-  private readonly canariesSeen = new EventEmitter()
+  private sink: LiveSink = { event() {}, resync() {} }
+  private readonly canaryChannel: string
   private canarySeq = 0
-  private canaryInFlight: Promise<string | null> | null = null
-  private readonly replicaId: string
+  private readonly canaryWaiters = new Map<string, () => void>()
+  private canaryListening: Promise<void> | null = null
+  private readonly stopResync: () => void
+  private readonly allMax: number
 
   constructor(
     private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly options: RedisEventStoreOptions
   ) {
-    this.replicaId = options.replicaId ?? newReplicaId()
-    defineScripts(redis, { EventsPublish: { keys: 4, lua: PUBLISH }, EventsRemember: { keys: 3, lua: REMEMBER_ONLY } })
+    defineScripts(redis, {
+      EventsUser: { keys: 2, lua: PUBLISH_USER },
+      EventsAll: { keys: 1, lua: PUBLISH_ALL },
+      EventsBoth: { keys: 3, lua: PUBLISH_BOTH },
+      EventsRead: { keys: 1, lua: READ }
+    })
+    this.canaryChannel = keys.canary(options.replicaId ?? newReplicaId())
+    this.allMax = Math.ceil(options.allMax / options.allPartitions)
+    this.stopResync = options.subscriber.onResubscribed(() => this.sink.resync())
   }
 
   publish(event: ScoreEvent): Promise<string> {
@@ -143,122 +164,94 @@ export class RedisEventStore implements EventStore {
   }
 
   private async write(event: ScoreEvent): Promise<string> {
-    const { historyMax, historyTtlS, scoresTtlS, streamMax } = this.options
+    const { historyMax, historyTtlS, scoresTtlS, allPartitions } = this.options
     const { keys } = this
-    const user = event.user_id
+    const events = keys.userEvents(event.user_id)
+    const all = keys.allEvents(partitionOf(event.user_id, allPartitions))
     const json = JSON.stringify(event)
+    const args = [json, event.item_id, historyMax, historyTtlS, scoresTtlS, keys.live(events)] as const
     if (!this.redis.isCluster) {
-      return this.redis.moltbridgeEventsPublish(
-        keys.events, keys.history(user), keys.historyTrimmed(user), keys.scores(user),
-        json, event.item_id, historyMax, historyTtlS, scoresTtlS, streamMax
-      )
+      return this.redis.moltbridgeEventsBoth(events, keys.scores(event.user_id), all, ...args, this.allMax, keys.live(all))
     }
-    const id = await this.redis.xadd(keys.events, 'MAXLEN', '~', String(streamMax), '*', 'e', json)
-    if (!id) throw new Error('XADD returned no id')
-    await this.redis.moltbridgeEventsRemember(
-      keys.history(user), keys.historyTrimmed(user), keys.scores(user),
-      lexEventId(id), json, event.item_id, historyMax, historyTtlS, scoresTtlS
-    )
+    const id = await this.redis.moltbridgeEventsUser(events, keys.scores(event.user_id), ...args)
+    await this.redis.moltbridgeEventsAll(all, json, this.allMax, keys.live(all))
     return id
-  }
-
-  async replay(userId: string | null, afterId: string): Promise<Replay> {
-    return userId === null ? this.replayAll(afterId) : this.replayUser(userId, afterId)
-  }
-
-  private async replayUser(userId: string, afterId: string): Promise<Replay> {
-    const history = this.keys.history(userId)
-    // '~' sorts after '|', so the bound excludes afterId itself and includes every later id.
-    const [members, trimmed, oldest] = await Promise.all([
-      this.redis.zrangebylex(history, `(${lexEventId(afterId)}~`, '+'),
-      this.redis.get(this.keys.historyTrimmed(userId)),
-      this.redis.zrange(history, '0', '0')
-    ])
-    const gap = trimmed && lexEventId(afterId) < trimmed && oldest[0] ? fromMember(oldest[0]).id : undefined
-    return { gap, events: members.map(fromMember) }
-  }
-
-  /** `ratings:all`: the global stream is the history (bounded by EVENTS_STREAM_MAX). */
-  private async replayAll(afterId: string): Promise<Replay> {
-    const [entries, info] = await Promise.all([
-      this.redis.xrange(this.keys.events, `(${afterId}`, '+'),
-      this.redis.call('XINFO', 'STREAM', this.keys.events).then(streamInfo, () => null)
-    ])
-    const events = entries.flatMap(([id, fields]) => (fields[0] === 'e' ? [{ id, event: JSON.parse(fields[1]) as ScoreEvent }] : []))
-    // Entries were trimmed off (more added than held) and the oldest one held is after afterId.
-    const gap = info && info.added > info.held && compareEventIds(afterId, info.oldest) < 0 ? info.oldest : undefined
-    return { gap, events }
   }
 
   async latest(userId: string, items: string[]): Promise<ScoreEvent[]> {
     if (items.length === 0) return []
     const values = await this.redis.hmget(this.keys.scores(userId), ...items)
-    return values.flatMap((value) => (value ? [fromMember(value).event] : []))
+    return values.flatMap((value) => (value ? [JSON.parse(value) as ScoreEvent] : []))
   }
 
-  async start(onEvent: (event: StoredEvent) => void): Promise<void> {
-    this.onEvent = onEvent
-    // The stream's end as of now, on the ready main connection: the reader's own connection may
-    // still be connecting, and an event published meanwhile must not be skipped.
-    const start = await this.newestId().catch(() => null)
-    this.loop = this.read(start)
+  userTopic(userId: string): Topic {
+    return this.keys.userEvents(userId)
   }
 
-  private async newestId(): Promise<string> {
-    const newest = await this.redis.xrevrange(this.keys.events, '+', '-', 'COUNT', 1)
-    return newest[0]?.[0] ?? '0-0'
+  allTopics(): Topic[] {
+    return Array.from({ length: this.options.allPartitions }, (_, partition) => this.keys.allEvents(partition))
   }
 
-  /** The fan-out reader: from the stream's end at start, then from the last id seen, until close. */
-  private async read(start: string | null): Promise<void> {
-    let last = start
-    while (!this.stopped) {
-      try {
-        last ??= await this.newestId()
-        const batches: [string, [string, string[]][]][] | null = await this.options.reader.xread(
-          'COUNT', 1000, 'BLOCK', 1000, 'STREAMS', this.keys.events, last
-        )
-        for (const [, entries] of batches ?? []) {
-          for (const [id, fields] of entries) {
-            last = id
-            this.dispatch(id, fields)
-          }
-        }
-      } catch {
-        // Redis away: the connection retries by itself; resume from `last`, so nothing is skipped.
-        if (!this.stopped) await this.readRetry.sleep(READ_RETRY_MS)
-      }
+  read(topic: Topic, afterId: string | null): Promise<TopicRead> {
+    return timedCall(this.options.metrics, 'read', READ_TIMEOUT_MS, async () => {
+      const [newest, trimmed, oldest, nowS, entries] = await this.redis.moltbridgeEventsRead(topic, afterId ?? '')
+      const last = newest || START_ID
+      if (afterId === null) return { last, events: [], future: false }
+      // No history (never written, or expired): only an id from after this second is impossible.
+      const future = newest ? compareEventIds(afterId, newest) > 0 : (parseEventId(afterId)?.ms ?? 0) >= (Number(nowS) + 1) * 1000
+      const gap = oldest && compareEventIds(afterId, trimmed) < 0 ? oldest : undefined
+      const events = future ? [] : entries.flatMap(([id, fields]) => (fields[0] === 'e' ? [{ id, event: JSON.parse(fields[1]) as ScoreEvent }] : []))
+      return { last, events, gap, future }
+    })
+  }
+
+  start(sink: LiveSink): void {
+    this.sink = sink
+  }
+
+  listen(topic: Topic): Promise<void> {
+    return this.options.subscriber.subscribe(this.keys.live(topic), (payload) => {
+      const space = payload.indexOf(' ')
+      this.sink.event(topic, { id: payload.slice(0, space), event: JSON.parse(payload.slice(space + 1)) as ScoreEvent })
+    })
+  }
+
+  unlisten(topic: Topic): Promise<void> {
+    return this.options.subscriber.unsubscribe(this.keys.live(topic))
+  }
+
+  /** SPUBLISHes a token on this replica's own channel and waits to hear it: no history is written. */
+  async canary(timeoutMs: number): Promise<string | null> {
+    const token = String(++this.canarySeq)
+    const heard = new Promise<void>((resolve) => this.canaryWaiters.set(token, resolve))
+    const roundTrip = async () => {
+      this.canaryListening ??= this.listenCanary()
+      await this.canaryListening
+      await this.redis.spublish(this.canaryChannel, token)
+      await heard
     }
-  }
-
-  /** An entry is a score event (`e`, its JSON) or a readiness canary (`c`, its token). */
-  private dispatch(id: string, fields: string[]): void {
-    if (fields[0] === 'c') this.canariesSeen.emit(fields[1])
-    else this.onEvent({ id, event: JSON.parse(fields[1]) as ScoreEvent })
-  }
-
-  /** At most one canary in flight: concurrent /readyz calls share it. */
-  canary(timeoutMs: number): Promise<string | null> {
-    this.canaryInFlight ??= this.sendCanary(timeoutMs).finally(() => (this.canaryInFlight = null))
-    return this.canaryInFlight
-  }
-
-  private async sendCanary(timeoutMs: number): Promise<string | null> {
-    const token = `${this.replicaId}:${++this.canarySeq}`
-    const seen = onceWithin(this.canariesSeen, token, timeoutMs)
     try {
-      await this.redis.xadd(this.keys.events, 'MAXLEN', '~', String(this.options.streamMax), '*', 'c', token)
+      await withTimeout(roundTrip(), timeoutMs)
+      return null
     } catch (err) {
-      return `canary publish failed: ${err instanceof Error ? err.message : String(err)}`
+      return `canary not heard back: ${err instanceof Error ? err.message : String(err)}`
+    } finally {
+      this.canaryWaiters.delete(token)
     }
-    return (await seen) ? null : `canary not seen through the fan-out within ${timeoutMs} ms`
+  }
+
+  private listenCanary(): Promise<void> {
+    return this.options.subscriber
+      .subscribe(this.canaryChannel, (token) => this.canaryWaiters.get(token)?.())
+      .catch((err: unknown) => {
+        this.canaryListening = null
+        throw err
+      })
   }
 
   async close(): Promise<void> {
-    this.stopped = true
-    this.readRetry.wake()
-    // Ends a blocked XREAD now instead of after its BLOCK timeout.
-    this.options.reader.disconnect()
-    await this.loop
+    this.stopResync()
+    this.sink = { event() {}, resync() {} }
+    await this.options.subscriber.unsubscribe(this.canaryChannel)
   }
 }

@@ -138,9 +138,9 @@ export class Forwarder {
     return this.gauge.waitForRoom()
   }
 
-  /** Unacknowledged entries per queue partition (one partition: the whole queue). */
+  /** Unacknowledged entries per queue partition. */
   async depths(): Promise<{ partition: number; depth: number }[]> {
-    return [{ partition: 0, depth: await this.deps.queue.depth() }]
+    return (await this.deps.queue.depths()).map((depth, partition) => ({ partition, depth }))
   }
 
   /** Starts reading the queue. */

@@ -110,20 +110,26 @@ export class RedisConnections {
     }
   }
 
-  /** A new connection (blocking reads hold theirs: XREADGROUP, XREAD BLOCK); closed by close(). */
-  connect(name: string): RedisClient {
+  /**
+   * A new connection (blocking reads hold theirs: XREADGROUP; a subscriber holds one for sharded
+   * pub/sub), closed by close(). A subscriber resubscribes itself (src/redis/subscriber.ts), so
+   * ioredis's own resubscription is off; on a Cluster it gets one subscriber connection per primary.
+   */
+  connect(name: string, { subscriber = false } = {}): RedisClient {
     const { url, clusterNodes, sentinel } = this.settings
     const client: RedisClient = clusterNodes
       ? new Cluster(hostPorts(clusterNodes), {
           lazyConnect: true,
           enableOfflineQueue: false,
-          redisOptions: BASE,
+          shardedSubscribers: subscriber,
+          redisOptions: { ...BASE, connectionName: `moltbridge-${name}` },
           clusterRetryStrategy: BASE.retryStrategy
         })
       : new Redis(url ?? 'redis://127.0.0.1:6379', {
           ...BASE,
           ...(sentinel && sentinelOptions(sentinel)),
-          connectionName: `moltbridge-${name}`
+          connectionName: `moltbridge-${name}`,
+          autoResubscribe: !subscriber
         })
     const outage = new OutageLog(this.log, { down: 'redis unavailable', up: 'redis available again' }, { redis: name })
     client.on('error', (err: Error) => outage.down(err))

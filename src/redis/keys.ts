@@ -1,7 +1,10 @@
 /**
  * Every Redis key is built here, so the hash-tag rule lives in one place: all keys of one
- * agent share `{a:<agent>}`, all keys of one user share `{u:<user>}`, and the few global
- * keys each carry their own tag. No command ever spans two tags (Redis Cluster slots).
+ * agent share `{a:<agent>}`, all keys of one user share `{u:<user>}`, each partition of the
+ * forward queue `{q:<n>}` and of the `ratings:all` history `{all:<n>}`, and the few global keys
+ * carry their own tag. No command ever spans two tags (Redis Cluster slots), and a pub/sub
+ * channel shares the tag of the keys its messages come from (sharded pub/sub: SPUBLISH from a
+ * script reaches only subscribers of a channel in the script's slot).
  */
 export type Keys = ReturnType<typeof createKeys>
 
@@ -17,14 +20,21 @@ export function createKeys(prefix: string) {
     agentOfStreams: (key: string) => key.slice(`${prefix}:{a:`.length, -'}:streams'.length),
     /** An agent's own bucket policies (admin overrides), read by the bucket script in the same slot. */
     limits: (agentId: string) => `${agent(agentId)}:limits`,
-    history: (userId: string) => `${user(userId)}:history`,
-    /** The newest id trimmed out of a user's history: a resume from before it has a gap. */
-    historyTrimmed: (userId: string) => `${user(userId)}:history:trimmed`,
+    /** A user's history (a Redis Stream): its entry ids are the ids of the user's events. */
+    userEvents: (userId: string) => `${user(userId)}:events`,
+    /** One partition of the `ratings:all` history (events partitioned by user). */
+    allEvents: (partition: number) => `${prefix}:{all:${partition}}:events`,
+    /** The live channel beside a history stream (same slot): `<id> <json>` per event. */
+    live: (events: string) => `${events}:live`,
     scores: (userId: string) => `${user(userId)}:scores`,
     dedup: (userId: string, itemId: string, timestamp: number) => `${user(userId)}:dedup:${itemId}:${timestamp}`,
     ticket: (ticket: string) => `${prefix}:{t:${ticket}}:ticket`,
-    queue: `${prefix}:{queue}:stream`,
-    events: `${prefix}:{events}:stream`,
+    /** One partition of the forward queue (ratings partitioned by agent). */
+    queue: (partition: number) => `${prefix}:{q:${partition}}:stream`,
+    /** Rung after entries are added to a queue partition: consumers on a Redis Cluster wait on it. */
+    queueBell: (partition: number) => `${prefix}:{q:${partition}}:bell`,
+    /** A replica's readiness canary: published and heard by that replica only. */
+    canary: (replicaId: string) => `${prefix}:{r:${replicaId}}:canary`,
     lease: `${prefix}:{lease}:ingest`,
     fence: `${prefix}:{lease}:fence`,
     ipLimit: `${prefix}:ip:`,

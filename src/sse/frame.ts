@@ -5,7 +5,11 @@ import type { StoredEvent } from '../events/event-store.js'
  * stream it goes to shares this one object, so the JSON is made once however many streams wait.
  */
 export interface SerializedEvent extends StoredEvent {
-  /** The SSE message, `id: <id>\ndata: <json>\n\n` (JSON has no raw newline: the data is one line). */
+  /** The event as JSON (one line: JSON has no raw newline). */
+  json: string
+  /** Its SSE id: the stream's position once it has this event. */
+  position: string
+  /** The SSE message, `id: <position>\ndata: <json>\n\n`. */
   frame: string
   /** `<user>\0<item>`: a newer score under the same key replaces an unsent older one (conflation). */
   key: string
@@ -13,11 +17,14 @@ export interface SerializedEvent extends StoredEvent {
   bytes: number
 }
 
-export function serializeEvent(stored: StoredEvent): SerializedEvent {
-  const frame = `id: ${stored.id}\ndata: ${JSON.stringify(stored.event)}\n\n`
+/** `stored` as the SSE message whose id is `position` (the stream's position once it has this event). */
+export function serializeEvent(stored: StoredEvent, position: string, json = JSON.stringify(stored.event)): SerializedEvent {
+  const frame = `id: ${position}\ndata: ${json}\n\n`
   return {
     id: stored.id,
     event: stored.event,
+    json,
+    position,
     frame,
     key: `${stored.event.user_id}\u0000${stored.event.item_id}`,
     bytes: Buffer.byteLength(frame)
@@ -30,8 +37,15 @@ export const HEARTBEAT_FRAME = ': heartbeat\n\n'
 /** How long the browser waits before it reconnects. */
 export const retryFrame = (ms: number): string => `retry: ${ms}\n\n`
 
-/** The requested resume point is older than the history: `oldestId` is the oldest id still held. */
-export const gapFrame = (oldestId: string): string => `event: gap\ndata: ${oldestId}\n\n`
+/**
+ * A stream's first message: the reconnect delay and its position. An id with no data sets the
+ * browser's lastEventId without dispatching anything, so a client that got no score yet still
+ * resumes from here.
+ */
+export const openingFrame = (retryMs: number, position: string): string => `retry: ${retryMs}\nid: ${position}\n\n`
+
+/** The requested resume point is older than the history: `oldest` is the oldest position still held. */
+export const gapFrame = (oldest: string): string => `event: gap\ndata: ${oldest}\n\n`
 
 /** Sent when the caller's token expires, just before the stream ends. */
 export const EXPIRED_FRAME = `event: expired\ndata: ${JSON.stringify({ reason: 'token expired' })}\n\n`
@@ -44,5 +58,7 @@ export const SSE_HEADERS = {
   'Content-Type': 'text/event-stream; charset=utf-8',
   Connection: 'keep-alive',
   'Cache-Control': 'no-cache,no-transform',
+  // nginx (and proxies that honour it) must not buffer the stream.
+  'X-Accel-Buffering': 'no',
   'x-no-compression': 1
 } as const

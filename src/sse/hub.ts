@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { HttpError } from '../errors.js'
+import { parsePosition, type Position } from '../events/event-id.js'
 import type { EventBus } from '../events/event-bus.js'
-import { ListenerIndex } from '../events/listener-index.js'
+import type { Topic } from '../events/event-store.js'
 import { retryAfterSeconds } from '../limits/token-bucket.js'
 import type { Log } from '../logger.js'
 import type { Metrics } from '../metrics.js'
@@ -9,13 +10,16 @@ import { REQUEST_STORE_BUDGET_MS } from '../shared/store-budget.js'
 import { withTimeout } from '../shared/timeout.js'
 import { settledWithin } from '../shared/wait.js'
 import { systemClock, type Clock } from '../shared/clock.js'
+import { Channel } from './channel.js'
 import { DeliveryBucket, type DeliveryRule } from './delivery.js'
-import { serializeEvent, type SerializedEvent } from './frame.js'
 import type { StreamSlots } from './stream-slots.js'
 import { LAST_MESSAGE_MS, Stream, type StreamContext, type StreamParams, type StreamSettings } from './stream.js'
 
 type StreamOwner = Stream['principal']
 
+/** The scope whose streams get every user's events. */
+const ALL_SCOPE = 'ratings:all'
+const ALL_FEED = '*'
 /** A slot outlives this many missed heartbeats, then frees itself (its replica died). */
 const SLOT_HEARTBEATS = 3
 /** How long a drain waits beyond DRAIN_MS: the last stream is told at DRAIN_MS, then has LAST_MESSAGE_MS to take it. */
@@ -28,7 +32,7 @@ export interface SseHubSettings extends StreamSettings {
 }
 
 export interface SseHubDeps {
-  bus: Pick<EventBus, 'subscribe' | 'replay'>
+  bus: Pick<EventBus, 'join' | 'read' | 'userTopic' | 'allTopics'>
   /** Counts open streams per agent across replicas; closed by close(). */
   slots: StreamSlots
   /** The delivery rule of an agent now: how fast its streams on this replica get events. */
@@ -39,8 +43,8 @@ export interface SseHubDeps {
 }
 
 export interface OpenRequest extends Pick<StreamParams, 'principal' | 'items' | 'sink'> {
-  /** Resume after this id (Last-Event-ID header or `lastEventId` query). */
-  lastEventId: string | null
+  /** Resume after this position (Last-Event-ID header or `lastEventId` query), and where it came from (for a 400). */
+  resume: { id: string; field: string } | null
   /** Uses up the ticket the stream was opened with (throws when it is gone): called last, once nothing else can refuse. */
   redeem?: (() => Promise<void>) | null
   /** Takes the response over and sends the status and headers: called once the stream can start. */
@@ -49,43 +53,41 @@ export interface OpenRequest extends Pick<StreamParams, 'principal' | 'items' | 
   log: Log
 }
 
-/** The open SSE streams of this replica: admission (cap, drain), serialized fan-out, delivery buckets, drain. */
+/**
+ * The open SSE streams of this replica: admission (cap, drain), their channels (one per user with
+ * a stream here, one for `ratings:all`: events serialized once per channel), delivery buckets, drain.
+ */
 export class SseHub {
   private readonly streams = new Set<Stream>()
   private readonly agents = new Map<string, DeliveryBucket>()
-  /** The streams' listeners: each event is serialized once here and shared by every stream. */
-  private readonly listeners: ListenerIndex<SerializedEvent>
+  /** `u:<user>` for a user's streams, ALL_FEED for `ratings:all`; each closed when its last stream goes. */
+  private readonly channels = new Map<string, Channel>()
   private readonly context: StreamContext
   private readonly clock: Clock
   private readonly slotTtlMs: number
-  private readonly unsubscribe: () => void
   private draining = false
 
   constructor(
     private readonly deps: SseHubDeps,
     private readonly settings: SseHubSettings
   ) {
-    const { bus, slots, metrics, log } = deps
+    const { bus, slots, metrics } = deps
     this.clock = deps.clock ?? systemClock
-    this.listeners = new ListenerIndex((err) => log.error({ err }, 'event listener failed'))
     this.slotTtlMs = settings.heartbeatMs * SLOT_HEARTBEATS
     this.context = {
-      subscribe: (listener, userId) => this.listeners.add(listener, userId),
-      replay: (userId, afterId) => bus.replay(userId, afterId),
+      read: (topic, afterId) => bus.read(topic, afterId),
       refreshSlot: (agentId, streamId) => slots.refresh(agentId, streamId, this.slotTtlMs),
       releaseSlot: (agentId, streamId) => slots.release(agentId, streamId),
       metrics,
       clock: this.clock,
       settings
     }
-    this.unsubscribe = bus.subscribe((stored) => {
-      if (!this.listeners.empty) this.listeners.notify(stored.event.user_id, serializeEvent(stored))
-    })
   }
 
   /**
-   * Opens the caller's stream (429 over the agent's cap, 503 while draining or without history),
-   * redeeming its ticket last: a refused request leaves the ticket for the next try.
+   * Opens the caller's stream: 400 for a resume position that is malformed or newer than any
+   * event, 429 over the agent's cap, 503 while draining or when the history cannot be read. The
+   * ticket is redeemed last: a refused request leaves it for the next try.
    */
   async open(request: OpenRequest): Promise<void> {
     const { metrics, slots } = this.deps
@@ -93,7 +95,10 @@ export class SseHub {
       metrics.sseRefused.inc({ reason: 'draining' })
       throw new HttpError(503, 'shutting down: reconnect to another replica', { 'Retry-After': '1' })
     }
-    const { agentId } = request.principal
+    const { principal } = request
+    const all = principal.scopes.includes(ALL_SCOPE)
+    const resume = request.resume && this.position(request.resume, all)
+    const { agentId } = principal
     const cap = this.settings.maxStreamsPerAgent
     const id = randomUUID()
     const slot = await withTimeout(slots.acquire(agentId, id, cap, this.slotTtlMs), REQUEST_STORE_BUDGET_MS).catch((err: Error) => {
@@ -109,25 +114,34 @@ export class SseHub {
     const delivery = this.agents.get(agentId) ?? this.deliveryBucket(agentId)
     this.agents.set(agentId, delivery)
     delivery.streams++
+    const feed = all ? ALL_FEED : `u:${principal.sub}`
+    const channel = this.channel(feed, () => (all ? this.deps.bus.allTopics() : [this.deps.bus.userTopic(principal.sub)]))
     const stream: Stream = new Stream(this.context, {
       id,
-      principal: request.principal,
+      principal,
+      channel,
       items: request.items,
       sink: request.sink,
       delivery,
       onFinish: () => {
         this.streams.delete(stream)
         if (--delivery.streams === 0) this.agents.delete(agentId)
+        this.release(feed, channel)
       }
     })
     this.streams.add(stream)
-    let gap: string | undefined
+    let future: boolean
     try {
-      gap = await stream.start(request.lastEventId)
+      // Joining the live channel and reading the history, within a request's budget (a hung Redis: 503).
+      ;({ future } = await withTimeout(stream.start(resume), REQUEST_STORE_BUDGET_MS))
     } catch (err) {
       stream.finish(null)
       request.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'history unavailable')
       throw new HttpError(503, 'history unavailable, retry shortly', { 'Retry-After': '1' })
+    }
+    if (future) {
+      stream.finish(null)
+      throw new HttpError(400, `${request.resume?.field} is newer than any event of this stream`)
     }
     try {
       await request.redeem?.()
@@ -135,7 +149,32 @@ export class SseHub {
       stream.finish(null) // a ticket used meanwhile by another request: this one frees its slot
       throw err
     }
-    stream.attach(gap, request.begin)
+    stream.attach(request.begin)
+  }
+
+  /** The resume position of a user's stream (one event id) or of `ratings:all` (one per partition), or a 400. */
+  private position({ id, field }: { id: string; field: string }, all: boolean): Position {
+    const parts = all ? this.deps.bus.allTopics().length : 1
+    const position = parsePosition(id, parts)
+    if (position) return position
+    const shape = parts === 1 ? 'an event id (<ms>-<seq>)' : `a ratings:all position (${parts} event ids joined by '.')`
+    throw new HttpError(400, `${field} must be ${shape}`)
+  }
+
+  private channel(feed: string, topics: () => Topic[]): Channel {
+    const known = this.channels.get(feed)
+    if (known) return known
+    const channel = new Channel(this.deps.bus, topics())
+    // A failed join is reported by the stream that waited for it; the next stream tries afresh.
+    channel.ready.catch(() => this.release(feed, channel))
+    this.channels.set(feed, channel)
+    return channel
+  }
+
+  private release(feed: string, channel: Channel): void {
+    if (!channel.empty || this.channels.get(feed) !== channel) return
+    this.channels.delete(feed)
+    channel.close()
   }
 
   private deliveryBucket(agentId: string): DeliveryBucket {
@@ -177,8 +216,8 @@ export class SseHub {
   }
 
   async close(): Promise<void> {
-    this.unsubscribe()
-    this.listeners.clear()
+    for (const channel of this.channels.values()) channel.close()
+    this.channels.clear()
     await this.deps.slots.close()
   }
 }

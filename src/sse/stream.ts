@@ -1,18 +1,18 @@
 import type { Principal } from '../auth/credentials.js'
-import { compareEventIds } from '../events/event-id.js'
-import type { Replay, StoredEvent } from '../events/event-store.js'
+import { compareEventIds, formatPosition, type Position } from '../events/event-id.js'
+import type { StoredEvent, Topic, TopicRead } from '../events/event-store.js'
 import type { Metrics } from '../metrics.js'
 import type { Clock } from '../shared/clock.js'
+import type { Channel, ChannelEvent } from './channel.js'
 import { ConflatingBuffer } from './conflation.js'
 import type { DeliveryBucket } from './delivery.js'
-import { EXPIRED_FRAME, gapFrame, HEARTBEAT_FRAME, retryFrame, REVOKED_FRAME, serializeEvent, type SerializedEvent } from './frame.js'
+import { EXPIRED_FRAME, gapFrame, HEARTBEAT_FRAME, openingFrame, retryFrame, REVOKED_FRAME, serializeEvent, type SerializedEvent } from './frame.js'
 
-export type CloseReason = 'client' | 'slow_consumer' | 'overflow' | 'expired' | 'drain' | 'revoked'
+/** `lost`: a catch-up after a reconnect to Redis found events trimmed off: the client resumes and learns of the gap. */
+export type CloseReason = 'client' | 'slow_consumer' | 'overflow' | 'expired' | 'drain' | 'revoked' | 'lost'
 
 /** A socket that does not take a stream's last message (expired event, retry hint) within this is cut. */
 export const LAST_MESSAGE_MS = 2000
-
-const ALL_SCOPE = 'ratings:all'
 
 /** The socket side of an SSE response: a node:http ServerResponse, or any Writable. */
 export interface StreamSink {
@@ -41,9 +41,8 @@ export interface StreamSettings {
 
 /** What every stream of a hub shares. */
 export interface StreamContext {
-  /** Live events of `userId` (null: every user) as they reach this replica; returns unsubscribe. */
-  subscribe(listener: (event: SerializedEvent) => void, userId: string | null): () => void
-  replay(userId: string | null, afterId: string): Promise<Replay>
+  /** A topic's newest id, and its events after `afterId`. */
+  read(topic: Topic, afterId: string): Promise<TopicRead>
   /** Keeps the stream's slot under the agent's cap alive (each heartbeat). */
   refreshSlot(agentId: string, streamId: string): Promise<void>
   releaseSlot(agentId: string, streamId: string): Promise<void>
@@ -55,6 +54,8 @@ export interface StreamContext {
 export interface StreamParams {
   id: string
   principal: Pick<Principal, 'sub' | 'agentId' | 'scopes' | 'exp' | 'iat'>
+  /** The feed: the caller's user, or every user (`ratings:all`). */
+  channel: Pick<Channel, 'add' | 'ready' | 'position' | 'topics'>
   /** Only these items (the `items=` query); null: every item. */
   items: string[] | null
   sink: StreamSink
@@ -64,9 +65,17 @@ export interface StreamParams {
   onFinish(): void
 }
 
+/** How a resume went. */
+export interface Start {
+  /** The resume point was newer than any event of the feed (nothing can follow it: a 400). */
+  future: boolean
+}
+
 /**
  * One subscriber's SSE stream: live events and the history it missed, in id order, paced by the
- * agent's delivery bucket and conflated while the socket is backed up.
+ * agent's delivery bucket and conflated while the socket is backed up. Its position is one id
+ * per topic of its channel; each event goes out with the position after it as its SSE id, so a
+ * client resumes from whichever message it got last, on any replica.
  */
 export class Stream {
   readonly id: string
@@ -75,9 +84,14 @@ export class Stream {
     (event) => event.key,
     (event) => event.bytes
   )
-  private readonly userId: string | null
   private readonly items: Set<string> | null
-  private lastQueued: string | null = null
+  /** Per topic of the channel: the last id this stream has passed (queued, conflated or filtered out). */
+  private position: Position = []
+  /** Equal to the channel's position: its shared frames carry the right id for this stream. */
+  private inStep = false
+  /** What the opening message and a gap event say. */
+  private opening = ''
+  private gap: string | undefined
   private ending: CloseReason | null = null
   private finished = false
   private heartbeatDue = false
@@ -99,7 +113,6 @@ export class Stream {
   ) {
     this.id = params.id
     this.done = new Promise((resolve) => (this.resolveDone = resolve))
-    this.userId = params.principal.scopes.includes(ALL_SCOPE) ? null : params.principal.sub
     this.items = params.items ? new Set(params.items) : null
     context.metrics.sseOpen.inc()
   }
@@ -110,44 +123,72 @@ export class Stream {
   }
 
   private matches(stored: StoredEvent): boolean {
-    const { user_id: user, item_id: item } = stored.event
-    return (this.userId === null || user === this.userId) && (!this.items || this.items.has(item))
+    return !this.items || this.items.has(stored.event.item_id)
   }
 
   /**
-   * Live first (buffered), then the history, then the buffer minus what the history already
-   * gave: no gap and no duplicate at the seam. Returns the gap id, if any: the history's, or the
-   * oldest id kept when what was missed does not fit in half the bound (the newest are kept,
-   * leaving the other half for live events).
+   * Live first (held back), then the history after `resume` (null: none, the stream starts at the
+   * channel's position now), then what was held back minus what the history gave: no gap and no
+   * duplicate at the seam. What was missed beyond half the bound is dropped, oldest first (the
+   * newest are kept, leaving the other half for live events), and the stream starts with a gap.
    */
-  async start(lastEventId: string | null): Promise<string | undefined> {
-    const early: SerializedEvent[] = []
+  async start(resume: Position | null): Promise<Start> {
+    const { channel } = this.params
+    const early: ChannelEvent[] = []
     let live = false
-    this.unsubscribe = this.context.subscribe((event) => {
-      if (!this.matches(event)) return
-      if (live) this.enqueue(event)
-      else early.push(event)
-    }, this.userId)
-    let gap: string | undefined
-    if (lastEventId) {
-      const replay = await this.context.replay(this.userId, lastEventId)
-      gap = replay.gap
-      this.lastQueued = lastEventId
-      for (const stored of replay.events) if (this.matches(stored)) this.enqueue(serializeEvent(stored))
+    this.unsubscribe = channel.add({
+      event: (event) => (live ? this.onLive(event) : early.push(event)),
+      lost: () => this.end('lost')
+    })
+    await channel.ready
+    if (resume === null) {
+      this.position = channel.position
+      this.inStep = true
+    } else {
+      const reads = await Promise.all(channel.topics.map((topic, index) => this.context.read(topic, resume[index])))
+      if (reads.some((read) => read.future)) return { future: true }
+      if (reads.some((read) => read.gap)) this.gap = formatPosition(resume.map((id, index) => reads[index].gap ?? id))
+      this.position = resume
+      for (const { index, stored } of merged(reads)) this.pass(index, stored)
     }
-    for (const event of early) this.enqueue(event)
+    this.opening = formatPosition(resume ?? this.position)
+    for (const event of early) this.onLive(event)
     live = true
     const room = this.context.settings.maxUnsentBytes / 2
-    if (this.buffer.size <= room) return gap
-    while (this.buffer.size > room) this.buffer.shift()
-    return this.buffer.first()?.id ?? this.lastQueued ?? undefined
+    if (this.buffer.size > room) {
+      while (this.buffer.size > room) this.buffer.shift()
+      this.gap = this.buffer.first()?.position ?? formatPosition(this.position)
+    }
+    return { future: false }
+  }
+
+  /** A live event: the channel's frame when this stream is in step with it, else one of its own. */
+  private onLive({ index, event, position }: ChannelEvent): void {
+    if (compareEventIds(event.id, this.position[index]) <= 0) return // the history gave it already
+    if (!this.inStep && !this.behind(position)) return this.pass(index, event)
+    this.inStep = true
+    this.position = position
+    if (this.matches(event)) this.enqueue(event)
+  }
+
+  /** True when the channel has passed everything this stream has (so its position fits this stream). */
+  private behind(position: Position): boolean {
+    return this.position.every((id, index) => position[index] !== '' && compareEventIds(id, position[index]) <= 0)
+  }
+
+  /** Moves this stream's own position past `stored` and queues it with that position as its id. */
+  private pass(index: number, stored: StoredEvent): void {
+    const position = [...this.position]
+    position[index] = stored.id
+    this.position = position
+    if (this.matches(stored)) this.enqueue(serializeEvent(stored, formatPosition(position)))
   }
 
   /**
    * Starts writing: `begin` takes the response over and sends the status and headers, then the
    * stream writes straight to the socket (README: why no SSE plugin).
    */
-  attach(gap: string | undefined, begin: () => void): void {
+  attach(begin: () => void): void {
     const { sink, principal } = this.params
     const { clock, settings } = this.context
     if (sink.destroyed) return this.finish('client') // gone while the history was read
@@ -171,13 +212,12 @@ export class Stream {
     }
     begin()
     this.attached = true
-    this.write(retryFrame(settings.retryMs) + (gap ? gapFrame(gap) : ''))
+    this.write(openingFrame(settings.retryMs, this.opening) + (this.gap ? gapFrame(this.gap) : ''))
     this.pump()
   }
 
   private enqueue(event: SerializedEvent): void {
-    if (this.ending || (this.lastQueued && compareEventIds(event.id, this.lastQueued) <= 0)) return
-    this.lastQueued = event.id
+    if (this.ending) return
     if (this.buffer.push(event)) this.context.metrics.sseConflated.inc()
     // A backed-up socket takes nothing until it drains: the buffer grows here. Otherwise the
     // pump (next microtask) sends what the bucket allows first, then checks.
@@ -256,7 +296,7 @@ export class Stream {
     if (sent) metrics.sseEventsSent.inc(sent)
     if (this.ending === 'expired') chunk += EXPIRED_FRAME
     if (this.ending === 'revoked') chunk += REVOKED_FRAME
-    if (this.ending === 'drain' || this.ending === 'overflow') chunk += retryFrame(settings.retryMs)
+    if (this.ending === 'drain' || this.ending === 'overflow' || this.ending === 'lost') chunk += retryFrame(settings.retryMs)
     if (chunk) this.write(chunk)
     if (this.ending) sink.end()
     else if (!this.blocked) this.checkBound()
@@ -282,4 +322,10 @@ export class Stream {
     if (reason) this.context.metrics.sseClosed.inc({ reason })
     this.resolveDone()
   }
+}
+
+/** Every event of the reads, tagged with its topic's index, in id order across topics. */
+function merged(reads: TopicRead[]): { index: number; stored: StoredEvent }[] {
+  const all = reads.flatMap((read, index) => read.events.map((stored) => ({ index, stored })))
+  return reads.length > 1 ? all.sort((left, right) => compareEventIds(left.stored.id, right.stored.id)) : all
 }

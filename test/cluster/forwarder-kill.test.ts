@@ -7,6 +7,7 @@ import { waitFor } from '../helpers/wait.js'
 import { openclawEnv, startTestOpenClaw } from '../helpers/openclaw.js'
 import { buildGateway, startGateway } from '../helpers/processes.js'
 import { openStream } from '../helpers/sse.js'
+import { pendingPerPartition, sum } from '../helpers/forwarder.js'
 import { bearer, mint } from '../helpers/tokens.js'
 
 const USER = 'fk-user'
@@ -21,11 +22,8 @@ t.test('a replica killed with unacknowledged forwards: another reclaims them and
   t.teardown(() => deletePrefix(prefix))
   const redis = new Redis(REDIS_URL)
   t.teardown(() => redis.disconnect())
-  const queueKey = createKeys(prefix).queue
-  const pending = async () => {
-    const summary = (await redis.xpending(queueKey, 'forwarders').catch(() => [0])) as [number, ...unknown[]]
-    return Number(summary[0])
-  }
+  const keys = createKeys(prefix)
+  const pending = async () => sum(await pendingPerPartition(redis, keys))
   const env = {
     REDIS_URL,
     KEY_PREFIX: prefix,
@@ -39,9 +37,12 @@ t.test('a replica killed with unacknowledged forwards: another reclaims them and
 
   const first = await startGateway(t, 'first', env)
   await waitFor('the first replica reads the feed', () => feed.clients() === 1, 15_000)
-  const ratings = Array.from({ length: COUNT }, (_, i) => ({ user_id: USER, item_id: `fk-i${i}`, timestamp: 1721200000 + i, rating: 2.5 }))
+  // Five agents: the ratings sit in several queue partitions.
+  const ratings = Array.from({ length: COUNT }, (_, i) => ({ user_id: USER, item_id: `fk-i${i}`, timestamp: 1721200000 + i, rating: 2.5, agent_id: `fk-agent-${i % 5}` }))
   feed.send(ratings)
   await waitFor('the ratings are read from the queue and held unacknowledged', async () => (await pending()) === COUNT, 15_000)
+  const partitions = (await pendingPerPartition(redis, keys)).filter(Boolean).length
+  t.ok(partitions > 1, `held in ${partitions} partitions`)
   await waitFor('OpenClaw calls in flight', () => openclaw.received.length > 0, 15_000)
   t.equal(await pending(), COUNT, `${COUNT} entries pending on the replica about to die`)
   await first.stop('SIGKILL')

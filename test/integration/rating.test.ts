@@ -1,4 +1,5 @@
 import t from 'tap'
+import { collect } from '../helpers/forwarder.js'
 import type { FastifyInstance } from 'fastify'
 import { personalize } from '../../src/simulators/openclaw.js'
 import { buildTestApp } from '../helpers/app.js'
@@ -17,8 +18,7 @@ const postRating = async (app: FastifyInstance) =>
 t.test('a valid rating is forwarded as is and OpenClaw score event is the answer', async (t) => {
   const sim = await startTestOpenClaw(t)
   const app = await buildTestApp(t, openclawEnv(sim))
-  const published: unknown[] = []
-  t.teardown(app.events.subscribe(({ event }) => published.push(event)))
+  const published = await collect(t, app)
   const res = await postRating(app)
   t.equal(res.statusCode, 200)
   t.same(res.json(), personalize(rating))
@@ -148,8 +148,7 @@ t.test('defect 17: timestamp is an integer from 0 to 4102444800 and rating a fin
 t.test('defect 1: a caller cannot rate for another user', async (t) => {
   const sim = await startTestOpenClaw(t)
   const app = await buildTestApp(t, openclawEnv(sim))
-  const published: unknown[] = []
-  t.teardown(app.events.subscribe(({ event }) => published.push(event)))
+  const published = await collect(t, app)
   const forAlice = { ...rating, user_id: 'alice' }
   const post = async (claims: Record<string, string>) =>
     app.inject({ method: 'POST', url: '/v1/rating', headers: { authorization: `Bearer ${await mint(claims)}` }, payload: forAlice })

@@ -73,7 +73,7 @@ t.test('memory mode (no Redis): publish, replay and latest work in one process',
     await app.events.publish(score('quinn', 'a', 2, 2), 'rest')
   ]
   t.same(await app.events.latest('quinn', ['a']), [score('quinn', 'a', 2, 2)])
-  const replay = await app.events.replay('quinn', ids[0])
+  const replay = await app.events.read(app.events.userTopic('quinn'), ids[0])
   t.same(replay.events.map((e) => e.id), [ids[1]])
   t.equal((await app.inject('/readyz')).statusCode, 200)
 })

@@ -76,7 +76,7 @@ t.test('a Last-Event-ID older than the history starts with a gap event', async (
   await client.waitFor(() => client.events().length === 5)
   const gap = client.messages.find((m) => m.event === 'gap')
   t.equal(gap?.data, ids[5], 'gap data: the oldest id still held')
-  t.ok(client.messages.indexOf(gap ?? {}) < client.messages.findIndex((m) => m.id), 'gap before the replay')
+  t.ok(client.messages.indexOf(gap ?? {}) < client.messages.findIndex((m) => m.data !== undefined && !m.event), 'gap before the replay')
   t.same(client.events().map((e) => e.id), ids.slice(5))
 
   const recent = await openStream(t, `${url}${PATH}`, { ...bearer(await mint({ sub: 'max', agent_id: 'ag-m' })), 'last-event-id': ids[7] })
@@ -130,19 +130,58 @@ t.test('a browser-style EventSource reconnects by itself with Last-Event-ID and 
   t.same(received.map((r) => r.item), ['e-0', 'e-1', 'e-2', 'e-3', 'e-4', 'e-5'])
 })
 
-t.test('ratings:all resumes from the global stream, with a gap once it was trimmed', async (t) => {
+t.test('ratings:all resumes on another replica from its position: every event after it once, with a gap once trimmed', async (t) => {
   const BUCKETS_FILE = await bucketsFile(t, { capacity: 10000, refill_rate: 10000 })
-  const app = await buildTestApp(t, { EVENTS_STREAM_MAX: '10', BUCKETS_FILE })
-  const url = await listen(app)
-  const ids: string[] = []
-  for (let i = 0; i < 300; i++) ids.push(await app.events.publish(score(`u-${i % 7}`, `all-${i}`, 1, i), 'feed'))
+  const env = { KEY_PREFIX: uniquePrefix(), BUCKETS_FILE }
+  const [a, b] = [await buildTestApp(t, env), await buildTestApp(t, env)]
+  const [urlA, urlB] = [await listen(a), await listen(b)]
   const headers = bearer(await mint({ sub: 'ops', agent_id: 'ag-ops', scope: 'ratings:all' }))
-  const recent = await openStream(t, `${url}${PATH}`, { ...headers, 'last-event-id': ids[296] })
-  await recent.waitFor(() => recent.events().length === 3)
-  t.same(recent.events().map((e) => e.id), ids.slice(297), 'every user’s events after the id')
-  t.notOk(recent.messages.some((m) => m.event === 'gap'))
-  const old = await openStream(t, `${url}${PATH}`, { ...headers, 'last-event-id': ids[0] })
+  const first = await openStream(t, `${urlA}${PATH}`, headers)
+  await first.waitFor((m) => m.length > 0)
+  const opening = first.messages[0].id ?? ''
+  t.equal(opening.split('.').length, 16, 'the position: one id per partition (EVENTS_PARTITIONS 16)')
+  for (let i = 0; i < 30; i++) await a.events.publish(score(`u-${i % 7}`, `all-${i}`, 1, i), 'feed')
+  const got = await readSome(first, 12)
+  for (let i = 30; i < 40; i++) await b.events.publish(score(`u-${i % 7}`, `all-${i}`, 1, i), 'feed')
+  const resumed = await openStream(t, `${urlB}${PATH}`, { ...headers, 'last-event-id': got[11].id })
+  await resumed.waitFor(() => resumed.events().length >= 28)
+  const items = [...got.slice(0, 12), ...resumed.events()].map(itemOf)
+  t.equal(items.length, 40, 'nothing lost, nothing doubled')
+  t.same(new Set(items), new Set(Array.from({ length: 40 }, (_, i) => `all-${i}`)), 'every user’s events')
+  t.notOk(resumed.messages.some((m) => m.event === 'gap'))
+  const fresh = await openStream(t, `${urlB}${PATH}`, { ...headers, 'last-event-id': opening })
+  await fresh.waitFor(() => fresh.events().length >= 40)
+  t.equal(fresh.events().length, 40, 'from the opening position: all 40 again')
+
+  const small = await buildTestApp(t, { EVENTS_STREAM_MAX: '16', BUCKETS_FILE })
+  const url = await listen(small)
+  const early = await openStream(t, `${url}${PATH}`, headers)
+  await early.waitFor((m) => m.length > 0)
+  for (let i = 0; i < 60; i++) await small.events.publish(score(`u-${i % 9}`, `s-${i}`, 1, i), 'feed')
+  const old = await openStream(t, `${url}${PATH}`, { ...headers, 'last-event-id': early.messages[0].id ?? '' })
   await old.waitFor((m) => m.some((x) => x.event === 'gap'))
   const gap = old.messages.find((m) => m.event === 'gap')?.data ?? ''
-  t.ok(ids.indexOf(gap) > 0, 'gap names the oldest id still held')
+  t.equal(gap.split('.').length, 16, 'gap data: a position, the oldest ids still held where trimmed')
+})
+
+t.test('defect 14: a Last-Event-ID newer than any event is a 400 naming the field, not a stream that drops everything', async (t) => {
+  const app = await buildTestApp(t)
+  const url = await listen(app)
+  const headers = bearer(await mint({ sub: 'fut', agent_id: 'ag-fut' }))
+  const known = await app.events.publish(score('fut', 'a', 1), 'rest')
+  const ahead = '99999999999999-0'
+  const byHeader = await openStream(t, `${url}${PATH}`, { ...headers, 'last-event-id': ahead })
+  t.equal(byHeader.status, 400)
+  t.match(JSON.parse(byHeader.body), { statusCode: 400, message: /headers\/last-event-id.*newer than any event/ })
+  const byQuery = await openStream(t, `${url}${PATH}?lastEventId=${ahead}`, headers)
+  t.equal(byQuery.status, 400)
+  t.match(JSON.parse(byQuery.body), { message: /querystring\/lastEventId/ })
+  const [ms, seq] = known.split('-').map(Number)
+  const justAfter = await openStream(t, `${url}${PATH}`, { ...headers, 'last-event-id': `${ms}-${seq + 1}` })
+  t.equal(justAfter.status, 400, 'one past the newest event is already in the future')
+  const fine = await openStream(t, `${url}${PATH}`, { ...headers, 'last-event-id': known })
+  t.equal(fine.status, 200, 'the newest id itself resumes')
+  const next = await app.events.publish(score('fut', 'b', 2), 'rest')
+  await fine.waitFor(() => fine.events().length === 1)
+  t.equal(fine.events()[0].id, next, 'and the live events after it arrive')
 })

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
+import { collect } from '../helpers/forwarder.js'
 import { UpstreamError } from '../../src/upstream/errors.js'
 import { personalize } from '../../src/simulators/openclaw.js'
 import { buildTestApp } from '../helpers/app.js'
@@ -15,8 +16,7 @@ async function post(app: FastifyInstance) {
 t.test('OpenClaw failures become 502 / 504 / 429 with the error JSON', async (t) => {
   const sim = await startTestOpenClaw(t)
   const app = await buildTestApp(t, openclawEnv(sim, 1500))
-  const published: unknown[] = []
-  t.teardown(app.events.subscribe(({ event }) => published.push(event)))
+  const published = await collect(t, app)
 
   await sim.set({ errorRate: 1 })
   const failed = await post(app)

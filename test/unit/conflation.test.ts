@@ -1,6 +1,6 @@
 import t from 'tap'
 import { ConflatingBuffer } from '../../src/sse/conflation.js'
-import { compareEventIds, lexEventId, nextEventId, parseEventId } from '../../src/events/event-id.js'
+import { compareEventIds, formatPosition, nextEventId, parseEventId, parsePosition } from '../../src/events/event-id.js'
 
 interface Ev {
   id: string
@@ -21,15 +21,23 @@ t.test('keeps only the newest value per key, in arrival order of the newest', as
   t.equal(buffer.size, 0)
 })
 
-t.test('event ids compare numerically and sort as fixed-width strings', async (t) => {
+t.test('event ids compare numerically', async (t) => {
   t.ok(compareEventIds('9-0', '10-0') < 0)
   t.ok(compareEventIds('10-2', '10-10') < 0)
   t.equal(compareEventIds('5-1', '5-1'), 0)
-  t.ok(lexEventId('9-0') < lexEventId('10-0'))
   t.equal(parseEventId('abc'), null)
   t.equal(parseEventId('1-2-3'), null)
   t.equal(nextEventId(null, 100), '100-0')
   t.equal(nextEventId('100-0', 100), '100-1')
   t.equal(nextEventId('100-4', 99), '100-5', 'a clock step back never reorders ids')
   t.equal(nextEventId('100-4', 101), '101-0')
+})
+
+t.test('positions: one event id per topic joined by dots, refused when the count or an id is wrong', async (t) => {
+  t.same(parsePosition('5-1', 1), ['5-1'])
+  t.same(parsePosition('5-1.0-0.7-3', 3), ['5-1', '0-0', '7-3'])
+  t.equal(formatPosition(['5-1', '0-0', '7-3']), '5-1.0-0.7-3')
+  t.equal(parsePosition('5-1.0-0', 3), null, 'too few')
+  t.equal(parsePosition('5-1', 2), null, 'a user id where a ratings:all position is due')
+  t.equal(parsePosition('5-1.x', 2), null, 'not an id')
 })

@@ -18,11 +18,8 @@ const log = pino({ enabled: false })
 async function testHub(t: Teardown, drainMs = 0) {
   const clock = new FakeClock()
   const metrics = createMetrics()
-  const bus = new EventBus(new MemoryEventStore({ historyMax: 10, historyTtlS: 60, scoresTtlS: 60, streamMax: 10 }), {
-    published: metrics.published,
-    onListenerError: (err) => log.error({ err })
-  })
-  await bus.start()
+  const store = new MemoryEventStore({ historyMax: 10, historyTtlS: 60, scoresTtlS: 60, allMax: 10, allPartitions: 1, maxUsers: 100, clock })
+  const bus = new EventBus(store, { published: metrics.published, topics: metrics.fanoutTopics, onError: (err) => log.error({ err }) })
   const slots = new MemoryStreamSlots({ now: clock.now })
   const hub = new SseHub(
     { bus, slots, delivery: () => ({ limits: { capacity: 1000, refillRate: 1000 }, shadow: false }), metrics, log, clock },
@@ -33,14 +30,15 @@ async function testHub(t: Teardown, drainMs = 0) {
     await bus.close()
   })
   /** Opens a stream whose socket is a PassThrough read as it goes. */
-  const open = async (user: string, agent = `agent-${user}`) => {
+  const open = async (user: string, agent = `agent-${user}`, resume: string | null = null) => {
     const sink = new PassThrough()
     let text = ''
     let closed = false
     sink.on('data', (chunk: Buffer) => (text += chunk.toString()))
     sink.on('close', () => (closed = true))
     let begun = false
-    await hub.open({ principal: { sub: user, agentId: agent, scopes: [] }, items: null, lastEventId: null, sink, log, begin: () => (begun = true) })
+    const request = { id: resume ?? '', field: 'headers/last-event-id' }
+    await hub.open({ principal: { sub: user, agentId: agent, scopes: [] }, items: null, resume: resume === null ? null : request, sink, log, begin: () => (begun = true) })
     return { sink, text: () => text, begun: () => begun, closed: () => closed }
   }
   return { hub, bus, metrics, clock, open }
@@ -53,8 +51,32 @@ t.test('the streams of a user get each event, as on the wire; another user gets 
   const id = await bus.publish(score('alice', 'i1', 4), 'rest')
   const frame = `id: ${id}\ndata: ${JSON.stringify(score('alice', 'i1', 4))}\n\n`
   await waitFor('both alice streams', () => first.text().endsWith(frame) && second.text().endsWith(frame))
-  t.equal(first.text(), `retry: 1500\n\n${frame}`, 'retry hint, then the event')
+  t.equal(first.text(), `retry: 1500\nid: 0-0\n\n${frame}`, 'retry hint and position, then the event')
   t.notOk(other.text().includes('data:'), 'bob saw nothing of alice')
+})
+
+t.test('one channel per user: joined by the first stream, left with the last', async (t) => {
+  const { metrics, open } = await testHub(t)
+  const [first, second] = [await open('alice', 'agent-1'), await open('alice', 'agent-2')]
+  await open('bob')
+  t.equal(await metricValue(metrics.fanoutTopics), 2, 'alice and bob: two topics for three streams')
+  first.sink.destroy()
+  second.sink.destroy()
+  await waitFor('alice’s topic left', async () => (await metricValue(metrics.fanoutTopics)) === 1)
+})
+
+t.test('a resume position that is malformed or newer than any event is a 400 naming the field', async (t) => {
+  const { bus, open, metrics } = await testHub(t)
+  const id = await bus.publish(score('alice', 'i1', 4), 'rest')
+  for (const bad of ['12', '1-2-3', `${id}.${id}`]) {
+    const refused = await open('alice', 'agent-1', bad).catch((err: unknown) => err)
+    t.match(refused, { statusCode: 400, message: /^headers\/last-event-id must be an event id/ }, bad)
+  }
+  const [ms] = id.split('-').map(Number)
+  const future = await open('alice', 'agent-1', `${ms + 1}-0`).catch((err: unknown) => err)
+  t.match(future, { statusCode: 400, message: 'headers/last-event-id is newer than any event of this stream' })
+  t.equal(await metricValue(metrics.sseOpen), 0, 'no stream left open')
+  t.equal(await metricValue(metrics.fanoutTopics), 0, 'nor a topic')
 })
 
 t.test('the agent cap refuses a stream with 429 and Retry-After; a closed stream frees its slot', async (t) => {

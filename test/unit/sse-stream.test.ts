@@ -1,15 +1,15 @@
 import { createParser } from 'eventsource-parser'
 import { Writable } from 'node:stream'
 import t from 'tap'
-import { compareEventIds } from '../../src/events/event-id.js'
+import { compareEventIds, parsePosition, START_ID } from '../../src/events/event-id.js'
 import { EventBus } from '../../src/events/event-bus.js'
-import type { Replay } from '../../src/events/event-store.js'
-import { ListenerIndex } from '../../src/events/listener-index.js'
+import type { LiveSink, StoredEvent, Topic, TopicRead } from '../../src/events/event-store.js'
 import { MemoryEventStore } from '../../src/events/memory-event-store.js'
 import type { BucketLimits } from '../../src/limits/token-bucket.js'
 import { createMetrics } from '../../src/metrics.js'
+import { Channel } from '../../src/sse/channel.js'
 import { DeliveryBucket } from '../../src/sse/delivery.js'
-import { serializeEvent, type SerializedEvent } from '../../src/sse/frame.js'
+import { serializeEvent } from '../../src/sse/frame.js'
 import { LAST_MESSAGE_MS, Stream, type StreamParams } from '../../src/sse/stream.js'
 import { FakeClock, settle } from '../helpers/fake-clock.js'
 import { metricValue } from '../helpers/metrics.js'
@@ -61,45 +61,66 @@ interface Options {
   delivery?: BucketLimits
   maxUnsentBytes?: number
   exp?: number
+  /** The users whose topics the stream's channel reads (one: a user stream; several: like ratings:all). */
+  users?: string[]
   /** Wraps the history read (the seam test publishes while it runs). */
-  replay?: (read: () => Promise<Replay>) => Promise<Replay>
+  read?: (read: () => Promise<TopicRead>) => Promise<TopicRead>
 }
 
 const HEARTBEAT_MS = 1000
 const RETRY_MS = 1500
 
+/** A memory store whose live delivery can run late, like a Redis message behind a history read. */
+class LateLiveStore extends MemoryEventStore {
+  late = false
+  private readonly held: [Topic, StoredEvent][] = []
+  private sinkOfBus: LiveSink | null = null
+
+  override start(sink: LiveSink): void {
+    this.sinkOfBus = sink
+    super.start({
+      event: (topic, stored) => {
+        if (this.late) this.held.push([topic, stored])
+        else sink.event(topic, stored)
+      },
+      resync: () => sink.resync()
+    })
+  }
+
+  /** What was held back arrives now. */
+  async catchUp(): Promise<void> {
+    this.late = false
+    for (const [topic, stored] of this.held.splice(0)) this.sinkOfBus?.event(topic, stored)
+    await settle()
+  }
+
+  /** What was held back never arrives (a dropped connection); the bus is told to catch up. */
+  async reconnect(): Promise<void> {
+    this.late = false
+    this.held.length = 0
+    this.sinkOfBus?.resync()
+    await settle()
+  }
+}
+
 async function openTestStream(options: Options = {}) {
   const clock = new FakeClock()
   const metrics = createMetrics()
-  const bus = new EventBus(new MemoryEventStore({ historyMax: 100, historyTtlS: 60, scoresTtlS: 60, streamMax: 100, now: clock.wallMs }), {
+  const store = new LateLiveStore({ historyMax: 100, historyTtlS: 60, scoresTtlS: 60, allMax: 100, allPartitions: 1, maxUsers: 100, clock })
+  const bus = new EventBus(store, {
     published: metrics.published,
-    onListenerError: (err) => {
+    onError: (err) => {
       throw err
     }
   })
-  await bus.start()
-  // What the hub does: each event serialized once, handed to the streams of its user. While
-  // `reader.late`, the fan-out holds events back, like a Redis reader behind the history.
-  const listeners = new ListenerIndex<SerializedEvent>((err) => {
-    throw err
-  })
-  const reader = { late: false, held: [] as SerializedEvent[] }
-  bus.subscribe((stored) => {
-    const event = serializeEvent(stored)
-    if (reader.late) reader.held.push(event)
-    else listeners.notify(stored.event.user_id, event)
-  })
-  const catchUp = async () => {
-    reader.late = false
-    for (const event of reader.held.splice(0)) listeners.notify(event.event.user_id, event)
-    await settle()
-  }
+  const channel = new Channel(bus, (options.users ?? ['alice']).map((user) => bus.userTopic(user)))
   const socket = options.socket ?? new TestSocket(16 * 1024)
   const slotRefreshes: string[] = []
   let finished = 0
   const params: StreamParams = {
     id: 'stream-1',
     principal: { sub: 'alice', agentId: 'agent-1', scopes: [], exp: options.exp },
+    channel,
     items: null,
     sink: socket,
     delivery: new DeliveryBucket(() => ({ limits: options.delivery ?? { capacity: 100_000, refillRate: 100_000 }, shadow: false })),
@@ -107,8 +128,7 @@ async function openTestStream(options: Options = {}) {
   }
   const stream = new Stream(
     {
-      subscribe: (listener, userId) => listeners.add(listener, userId),
-      replay: (userId, afterId) => (options.replay ?? ((read) => read()))(() => bus.replay(userId, afterId)),
+      read: (topic, afterId) => (options.read ?? ((read) => read()))(() => bus.read(topic, afterId)),
       refreshSlot: async (_agentId, streamId) => void slotRefreshes.push(streamId),
       releaseSlot: async () => {},
       metrics,
@@ -122,16 +142,33 @@ async function openTestStream(options: Options = {}) {
     await settle()
     return id
   }
+  /** Starts the stream (fresh, or resuming after `resume`) and attaches it to its socket. */
+  const begin = async (resume: string[] | null = null) => {
+    const start = await stream.start(resume)
+    stream.attach(() => {})
+    return start
+  }
   const closed = (reason: string) => metricValue(metrics.sseClosed, { reason })
-  return { clock, metrics, socket, stream, publish, closed, slotRefreshes, finished: () => finished, reader, catchUp }
+  return { clock, metrics, socket, stream, channel, publish, begin, closed, slotRefreshes, finished: () => finished, store }
+}
+
+/** Strictly increasing, part by part, as the browser client compares positions. */
+function increasing(ids: string[], parts = 1): boolean {
+  const positions = ids.map((id) => parsePosition(id, parts) ?? [])
+  return positions.every(
+    (position, index) =>
+      index === 0 ||
+      (position.every((id, part) => compareEventIds(positions[index - 1][part], id) <= 0) &&
+        position.some((id, part) => compareEventIds(positions[index - 1][part], id) < 0))
+  )
 }
 
 t.test('the live-then-history seam: events published while the history is read are neither lost nor doubled', async (t) => {
-  const during: { publish: (item: string) => Promise<string>; reader: { late: boolean } } = { publish: async () => '', reader: { late: false } }
+  const during: { publish: (item: string) => Promise<string>; store: { late: boolean } } = { publish: async () => '', store: { late: false } }
   const setup = await openTestStream({
-    replay: async (read) => {
+    read: async (read) => {
       await during.publish('i6') // reaches the stream live before the read, and is in the history
-      during.reader.late = true
+      during.store.late = true
       await during.publish('i7') // in the history, but reaches the stream live only after it started
       const history = await read()
       await during.publish('i8') // after the read, live only (late too)
@@ -139,35 +176,83 @@ t.test('the live-then-history seam: events published while the history is read a
     }
   })
   during.publish = setup.publish
-  during.reader = setup.reader
+  during.store = setup.store
   const ids: string[] = []
   for (const item of ['i1', 'i2', 'i3', 'i4', 'i5']) ids.push(await setup.publish(item))
 
-  const gap = await setup.stream.start(ids[1])
-  t.equal(gap, undefined, 'the history still holds the resume point')
-  setup.stream.attach(gap, () => {})
-  await setup.catchUp()
+  t.same(await setup.begin([ids[1]]), { future: false }, 'the history still holds the resume point')
+  await setup.store.catchUp()
   await setup.publish('i9')
 
   const received = setup.socket.scores()
   t.same(received.map((event) => event.item), ['i3', 'i4', 'i5', 'i6', 'i7', 'i8', 'i9'], 'everything after the resume point, once each')
-  t.ok(received.every((event, index) => index === 0 || compareEventIds(received[index - 1].id, event.id) < 0), 'ids strictly increasing')
+  t.ok(increasing(received.map((event) => event.id)), 'ids strictly increasing')
   t.equal(await metricValue(setup.metrics.sseConflated), 0, 'no event met a copy of itself in the buffer')
-  t.equal(setup.socket.messages()[0].retry, RETRY_MS, 'the retry hint comes first')
+  t.ok(setup.socket.received.startsWith(`retry: ${RETRY_MS}\nid: ${ids[1]}\n\n`), 'first the retry hint and the resume position')
+})
+
+t.test('a fresh stream opens with its position: the newest id, or 0-0 before any event', async (t) => {
+  const empty = await openTestStream()
+  await empty.begin()
+  t.ok(empty.socket.received.startsWith(`retry: ${RETRY_MS}\nid: ${START_ID}\n\n`), 'no event yet: 0-0')
+  const setup = await openTestStream()
+  await setup.publish('i1')
+  const newest = await setup.publish('i2')
+  await setup.begin()
+  t.ok(setup.socket.received.startsWith(`retry: ${RETRY_MS}\nid: ${newest}\n\n`), 'an id-only message with the newest id')
+  t.same(setup.socket.scores(), [], 'and nothing from before it')
+  const next = await setup.publish('i3')
+  t.same(setup.socket.scores().map((event) => event.id), [next], 'the live events after it')
+})
+
+t.test('a stream over several topics (like ratings:all): positions hold one id per topic and only grow', async (t) => {
+  const setup = await openTestStream({ users: ['alice', 'bob'] })
+  const a1 = await setup.publish('a1', 1, 'alice')
+  const b1 = await setup.publish('b1', 1, 'bob')
+  const a2 = await setup.publish('a2', 1, 'alice')
+  await setup.begin([a1, START_ID])
+  const a3 = await setup.publish('a3', 1, 'alice')
+  const b2 = await setup.publish('b2', 1, 'bob')
+  const received = setup.socket.scores()
+  t.same(received.map((event) => event.item), ['b1', 'a2', 'a3', 'b2'], 'what each topic holds after its part of the resume point, then live')
+  t.same(
+    received.map((event) => event.id),
+    [`${a1}.${b1}`, `${a2}.${b1}`, `${a3}.${b1}`, `${a3}.${b2}`],
+    'each event carries the position after it'
+  )
+  t.ok(increasing(received.map((event) => event.id), 2), 'every part only grows')
+  t.equal(setup.channel.position.join('.'), `${a3}.${b2}`, 'in step with the channel: its frames are shared')
+})
+
+t.test('a resume point newer than any event of a topic is refused', async (t) => {
+  const setup = await openTestStream()
+  const id = await setup.publish('i1')
+  const [ms, seq] = id.split('-').map(Number)
+  t.same(await setup.stream.start([`${ms}-${seq + 1}`]), { future: true })
+})
+
+t.test('a channel that lost events ends its streams with a retry hint, so they resume and learn of the gap', async (t) => {
+  const setup = await openTestStream()
+  await setup.begin()
+  setup.store.late = true // live delivery is cut...
+  for (let i = 0; i < 101; i++) await setup.publish(`x${i}`) // ...while more than HISTORY_MAX events pass
+  await setup.store.reconnect()
+  await setup.stream.done
+  t.ok(setup.socket.received.endsWith(`retry: ${RETRY_MS}\n\n`), 'told to reconnect')
+  t.equal(await setup.closed('lost'), 1, 'counted as lost')
 })
 
 /** The bound on unsent data in the tests of it, and items long enough to reach it in a few dozen events. */
 const BOUND = 8 * 1024
 const PADDING = 'x'.repeat(150)
-const FRAME_BYTES = serializeEvent({ id: '1800000000000-0', event: score('alice', `${PADDING}-0`, 3) }).bytes
+const FRAME_BYTES = serializeEvent({ id: '1800000000000-0', event: score('alice', `${PADDING}-0`, 3) }, '1800000000000-0').bytes
 
 /**
  * Opens the stream, then publishes distinct items one at a time until its socket is closed either
  * way (at most `max`), and waits for the stream's end: how many it took.
  */
 async function floodUntilClosed(setup: Awaited<ReturnType<typeof openTestStream>>, max: number): Promise<number> {
-  await setup.stream.start(null)
-  setup.stream.attach(undefined, () => {})
+  await setup.begin()
   let published = 0
   while (!setup.socket.destroyed && !setup.socket.writableEnded && published < max) {
     await setup.publish(`${PADDING}-${published}`)
@@ -187,8 +272,7 @@ t.test('a socket that stops draining is closed once its unsent data passes the b
   t.equal(stalled.finished(), 1, 'the hub hears of it once')
 
   const draining = await openTestStream({ socket: new TestSocket(1024), maxUnsentBytes: BOUND })
-  await draining.stream.start(null)
-  draining.stream.attach(undefined, () => {})
+  await draining.begin()
   for (let index = 0; index < published; index++) await draining.publish(`${PADDING}-${index}`)
   t.notOk(draining.socket.destroyed, 'a socket that takes its data stays open')
   t.equal(draining.socket.scores().length, published, 'and gets every event')
@@ -197,8 +281,7 @@ t.test('a socket that stops draining is closed once its unsent data passes the b
 
 t.test('an empty delivery bucket holds events back and keeps only the newest per item', async (t) => {
   const setup = await openTestStream({ delivery: { capacity: 1, refillRate: 1 } })
-  await setup.stream.start(null)
-  setup.stream.attach(undefined, () => {})
+  await setup.begin()
   await setup.publish('a', 1)
   await setup.publish('a', 2)
   await setup.publish('b', 1)
@@ -212,15 +295,14 @@ t.test('an empty delivery bucket holds events back and keeps only the newest per
   await setup.clock.pass(1000)
   const received = setup.socket.scores()
   t.same(received.map(({ item, rating }) => `${item}${rating}`), ['a1', 'b1', 'a3'], 'b1, then the newest a')
-  t.ok(received.every((event, index) => index === 0 || compareEventIds(received[index - 1].id, event.id) < 0), 'still in id order')
+  t.ok(increasing(received.map((event) => event.id)), 'still in id order')
   setup.stream.cut('client')
 })
 
 t.test('the token expires: an expired event, then the stream ends', async (t) => {
   const clock = new FakeClock()
   const setup = await openTestStream({ exp: Math.floor(clock.wallMs() / 1000) + 30 })
-  await setup.stream.start(null)
-  setup.stream.attach(undefined, () => {})
+  await setup.begin()
   await setup.clock.pass(29_000)
   t.notOk(setup.socket.writableEnded, 'open until the expiry')
   await setup.clock.pass(1000)
@@ -234,8 +316,7 @@ t.test('the token expires: an expired event, then the stream ends', async (t) =>
 
 t.test('heartbeats: a comment every SSE_HEARTBEAT_MS, each refreshing the stream slot', async (t) => {
   const setup = await openTestStream()
-  await setup.stream.start(null)
-  setup.stream.attach(undefined, () => {})
+  await setup.begin()
   await setup.clock.pass(HEARTBEAT_MS - 1)
   t.same(setup.socket.messages().filter((message) => message.comment !== undefined), [], 'none before the interval')
   await setup.clock.pass(1 + 2 * HEARTBEAT_MS)
@@ -252,8 +333,7 @@ t.test('heartbeats: a comment every SSE_HEARTBEAT_MS, each refreshing the stream
 
 t.test('a socket that does not take the last message is cut after LAST_MESSAGE_MS', async (t) => {
   const setup = await openTestStream({ socket: new TestSocket(64, true) })
-  await setup.stream.start(null)
-  setup.stream.attach(undefined, () => {})
+  await setup.begin()
   await setup.publish('i1')
   setup.stream.end('drain')
   await setup.clock.pass(LAST_MESSAGE_MS - 1)
@@ -279,17 +359,17 @@ t.test('defect 6: a resume that would hold more than the bound keeps the newest 
   const setup = await openTestStream({ delivery: { capacity: 1000, refillRate: 1000 }, maxUnsentBytes: BOUND })
   const ids: string[] = []
   for (let index = 0; index < 90; index++) ids.push(await setup.publish(`${PADDING}-${index}`))
-  const gap = await setup.stream.start(ids[0])
-  t.ok(gap, 'a gap: the resume cannot hold all it missed')
-  setup.stream.attach(gap, () => {})
+  await setup.begin([ids[0]])
   await settle()
   const messages = setup.socket.messages()
-  t.same(messages[1], { id: undefined, event: 'gap', data: gap }, 'the gap comes before any score')
+  const gap = messages.find((message) => message.event === 'gap')
+  t.ok(gap, 'a gap: the resume cannot hold all it missed')
+  t.ok(messages.indexOf(gap ?? {}) < messages.findIndex((message) => message.data !== undefined && !message.event), 'before any score')
   const received = setup.socket.scores()
   t.equal(received.at(-1)?.id, ids.at(-1), 'the newest events are the ones kept')
-  t.equal(received[0].id, gap, 'the gap names the oldest id the stream sends')
+  t.equal(received[0].id, gap?.data, 'the gap names the oldest position the stream sends')
   t.ok(received.length < ids.length - 1, `only what fits (${received.length} of ${ids.length - 1})`)
-  t.ok(received.every((event, index) => index === 0 || compareEventIds(received[index - 1].id, event.id) < 0), 'in id order')
+  t.ok(increasing(received.map((event) => event.id)), 'in id order')
   t.notOk(setup.socket.writableEnded, 'and the stream goes on')
   setup.stream.cut('client')
 })
