@@ -110,6 +110,18 @@ function entries(partition: number, raw: unknown): QueueEntry[] {
   })
 }
 
+/**
+ * The entries per stream of an XREADGROUP reply: Redis answers a map of stream → entries (null
+ * when the block timed out), which ioredis hands over flat, `[key, entries, key, entries, ...]`.
+ */
+function perStream(raw: unknown): [key: string, entries: unknown][] {
+  if (!Array.isArray(raw)) return []
+  if (Array.isArray(raw[0])) return raw.map(([key, found]: [unknown, unknown]) => [String(key), found]) // nested pairs
+  const streams: [string, unknown][] = []
+  for (let i = 0; i + 1 < raw.length; i += 2) streams.push([String(raw[i]), raw[i + 1]])
+  return streams
+}
+
 /** `values` by partition. */
 function grouped<T>(values: T[], partition: (value: T) => number): Map<number, T[]> {
   const groups = new Map<number, T[]>()
@@ -252,8 +264,7 @@ export class RedisQueueStore implements QueueStore {
       'GROUP', GROUP, this.options.consumer, 'COUNT', perPartition, 'BLOCK', waitMs,
       'STREAMS', ...this.streams, ...this.streams.map(() => '>')
     ])
-    if (!Array.isArray(raw)) return []
-    return raw.flatMap(([key, found]: [string, unknown]) => entries(this.partitionOfKey.get(key) ?? 0, found))
+    return perStream(raw).flatMap(([key, found]) => entries(this.partitionOfKey.get(key) ?? 0, found))
   }
 
   /** Cluster: reads the partitions that may have entries; none had any: sleeps until a doorbell or `waitMs`. */
@@ -276,7 +287,7 @@ export class RedisQueueStore implements QueueStore {
         const raw = await this.redis.call('XREADGROUP', [
           'GROUP', GROUP, this.options.consumer, 'COUNT', perPartition, 'STREAMS', this.streams[partition], '>'
         ])
-        const read = Array.isArray(raw) && Array.isArray(raw[0]) ? entries(partition, raw[0][1]) : []
+        const read = perStream(raw).flatMap(([, found]) => entries(partition, found))
         if (read.length === perPartition) this.due.add(partition) // maybe more where these came from
         return read
       })
