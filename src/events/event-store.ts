@@ -39,8 +39,12 @@ export interface EventLimits {
 /** Live events of the topics a store listens to, and the news that some may have been missed. */
 export interface LiveSink {
   event(topic: Topic, stored: StoredEvent): void
-  /** Live delivery was interrupted (a reconnect): every topic must catch up from its history. */
-  resync(): void
+  /**
+   * Live delivery was interrupted (a reconnect): every topic must catch up from its history once
+   * `subscribed` resolves (its live channel is back). Called before any live event of the new
+   * connection is delivered.
+   */
+  resync(subscribed: Promise<void>): void
 }
 
 /**

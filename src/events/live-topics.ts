@@ -34,7 +34,9 @@ interface TopicState {
   last: string
   /** While joining or catching up: live events wait here, then go out after what the history gave. */
   held: StoredEvent[] | null
-  /** A reconnect happened while joining or catching up: catch up (again) once done. */
+  /** A catch-up read is in flight. */
+  reading: boolean
+  /** Live delivery was interrupted since the last read began: read (again). */
   stale: boolean
   ready: Promise<void>
   retries: number
@@ -52,20 +54,31 @@ interface TopicState {
 export class LiveTopics {
   private readonly states = new Map<Topic, TopicState>()
   private readonly clock: Clock
+  /** Resolves once the live channels are subscribed again after the latest interruption. */
+  private subscribed: Promise<void> = Promise.resolve()
 
   constructor(
     private readonly store: Pick<EventStore, 'read' | 'listen' | 'unlisten' | 'start'>,
     private readonly options: LiveTopicsOptions
   ) {
     this.clock = options.clock ?? systemClock
-    store.start({ event: (topic, stored) => this.deliver(topic, stored), resync: () => this.resync() })
+    store.start({ event: (topic, stored) => this.deliver(topic, stored), resync: (subscribed) => this.resync(subscribed) })
   }
 
   /** Adds `listener` to `topic`; resolves once the topic is live (rejects when Redis cannot say so). */
   async join(topic: Topic, listener: TopicListener): Promise<Membership> {
     let state = this.states.get(topic)
     if (!state) {
-      const created: TopicState = { topic, listeners: new Set(), last: '', held: [], stale: false, ready: Promise.resolve(), retries: 0 }
+      const created: TopicState = {
+        topic,
+        listeners: new Set(),
+        last: '',
+        held: [],
+        reading: false,
+        stale: false,
+        ready: Promise.resolve(),
+        retries: 0
+      }
       created.ready = this.open(created)
       this.states.set(topic, created)
       this.options.topics?.set(this.states.size)
@@ -132,33 +145,45 @@ export class LiveTopics {
     for (const stored of held) this.handOn(state, stored)
   }
 
-  /** Live delivery was interrupted: every topic reads what it missed. */
-  private resync(): void {
+  /**
+   * Live delivery was interrupted: from now on every topic holds its live events back, and once
+   * `subscribed` (the channels are back) reads what it missed after its last id. Holding starts
+   * before the channels are back, so no live event overtakes the missed ones.
+   */
+  private resync(subscribed: Promise<void>): void {
+    this.subscribed = subscribed
     for (const state of this.states.values()) {
-      // Joining or catching up already: its read may have run before this interruption.
-      if (state.held) state.stale = true
-      else this.catchUp(state)
+      state.held ??= []
+      state.stale = true
+      // Still joining, or reading already: that one reads again when done.
+      if (state.last && !state.reading) this.catchUp(state)
     }
   }
 
   private catchUp(state: TopicState): void {
     state.held ??= []
+    state.reading = true
     state.stale = false
-    this.store.read(state.topic, state.last).then(
-      (read) => {
-        if (this.states.get(state.topic) !== state) return
-        state.retries = 0
-        if (read.gap) for (const listener of state.listeners) listener.lost()
-        this.options.recovered?.inc(read.events.length)
-        for (const stored of read.events) this.handOn(state, stored)
-        this.release(state, read.last)
-        if (state.stale) this.catchUp(state)
-      },
-      (err: unknown) => {
-        if (this.states.get(state.topic) !== state) return
-        this.options.onError(err)
-        state.cancelRetry = this.clock.after(backoffDelay(++state.retries, RETRY), () => this.catchUp(state))
-      }
-    )
+    const current = () => this.states.get(state.topic) === state
+    this.subscribed
+      .then(() => this.store.read(state.topic, state.last))
+      .then(
+        (read) => {
+          state.reading = false
+          if (!current()) return
+          state.retries = 0
+          if (read.gap) for (const listener of state.listeners) listener.lost()
+          this.options.recovered?.inc(read.events.length)
+          for (const stored of read.events) this.handOn(state, stored)
+          if (state.stale) this.catchUp(state)
+          else this.release(state, read.last)
+        },
+        (err: unknown) => {
+          state.reading = false
+          if (!current()) return
+          this.options.onError(err)
+          state.cancelRetry = this.clock.after(backoffDelay(++state.retries, RETRY), () => this.catchUp(state))
+        }
+      )
   }
 }

@@ -124,6 +124,8 @@ const PUBLISH_TIMEOUT_MS = 5000
 /** Reads of a history (stream opens, catch-ups) wait at most this long. */
 const READ_TIMEOUT_MS = 5000
 
+const IGNORE: LiveSink = { event() {}, resync() {} }
+
 export interface RedisEventStoreOptions extends EventLimits {
   /** This replica's sharded pub/sub connection (live events, the canary). */
   subscriber: RedisSubscriber
@@ -135,7 +137,7 @@ export interface RedisEventStoreOptions extends EventLimits {
 
 /** Shared by every replica: histories and scores per user, `ratings:all` partitions, per-user live channels. */
 export class RedisEventStore implements EventStore {
-  private sink: LiveSink = { event() {}, resync() {} }
+  private sink: LiveSink = IGNORE
   private readonly canaryChannel: string
   private canarySeq = 0
   private readonly canaryWaiters = new Map<string, () => void>()
@@ -156,7 +158,7 @@ export class RedisEventStore implements EventStore {
     })
     this.canaryChannel = keys.canary(options.replicaId ?? newReplicaId())
     this.allMax = Math.ceil(options.allMax / options.allPartitions)
-    this.stopResync = options.subscriber.onResubscribed(() => this.sink.resync())
+    this.stopResync = options.subscriber.onReconnect((subscribed) => this.sink.resync(subscribed))
   }
 
   publish(event: ScoreEvent): Promise<string> {
@@ -251,7 +253,7 @@ export class RedisEventStore implements EventStore {
 
   async close(): Promise<void> {
     this.stopResync()
-    this.sink = { event() {}, resync() {} }
+    this.sink = IGNORE
     await this.options.subscriber.unsubscribe(this.canaryChannel)
   }
 }

@@ -303,10 +303,12 @@ export class RedisQueueStore implements QueueStore {
     const { subscriber } = this.options
     if (!subscriber) return Promise.resolve()
     this.bells ??= (async () => {
-      subscriber.onResubscribed(() => {
-        this.ringAll() // rings may have been missed while the subscriber was away
-        this.bell.wake()
-      })
+      subscriber.onReconnect((subscribed) =>
+        subscribed.then(() => {
+          this.ringAll() // rings may have been missed while the subscriber was away
+          this.bell.wake()
+        }, () => {})
+      )
       await Promise.all(
         this.streams.map((_, partition) =>
           subscriber.subscribe(this.keys.queueBell(partition), () => {

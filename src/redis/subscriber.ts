@@ -8,13 +8,13 @@ export type MessageHandler = (payload: string) => void
  * One replica's sharded pub/sub connection (SSUBSCRIBE), shared by everything that listens: user
  * channels of the SSE streams open here, the readiness canary, the queue's doorbells. Pub/sub is
  * at-most-once: whatever was published while the connection was down is gone, so after every
- * reconnect it subscribes every channel again, waits for Redis to confirm, and only then tells
- * `onResubscribed` listeners to catch up from their histories (nothing published after the
- * confirmation can be missed, nothing before it is lost if they read from their last id).
+ * reconnect it subscribes every channel again and tells `onReconnect` listeners at once (before
+ * any message of the new connection), with a promise of Redis's confirmation: a listener that
+ * reads its history from its last id once that resolves misses nothing.
  */
 export class RedisSubscriber {
   private readonly handlers = new Map<string, MessageHandler>()
-  private readonly resubscribedListeners = new Set<() => void>()
+  private readonly reconnectListeners = new Set<(subscribed: Promise<void>) => void>()
   private readonly cluster: boolean
 
   constructor(
@@ -32,7 +32,7 @@ export class RedisSubscriber {
     })
     // A Cluster resubscribes through its subscriber group and then says so; a single connection
     // (autoResubscribe off) is ready again with no subscription at all.
-    connection.on(this.cluster ? 'subscribersReady' : 'ready', () => void this.resubscribe())
+    connection.on(this.cluster ? 'subscribersReady' : 'ready', () => this.resubscribe())
   }
 
   /** Starts delivering `channel`'s messages to `handler`; resolves once Redis confirmed the subscription. */
@@ -53,26 +53,29 @@ export class RedisSubscriber {
     })
   }
 
-  /** `listener` runs after each reconnect, once every channel is subscribed again. Returns removal. */
-  onResubscribed(listener: () => void): () => void {
-    this.resubscribedListeners.add(listener)
-    return () => void this.resubscribedListeners.delete(listener)
+  /** `listener` hears of each reconnect, with the promise that every channel is subscribed again. Returns removal. */
+  onReconnect(listener: (subscribed: Promise<void>) => void): () => void {
+    this.reconnectListeners.add(listener)
+    return () => void this.reconnectListeners.delete(listener)
   }
 
   get channels(): number {
     return this.handlers.size
   }
 
-  private async resubscribe(): Promise<void> {
+  private resubscribe(): void {
+    const subscribed = this.subscribeAll()
+    subscribed.catch(() => {
+      // Down again: the next ready event resubscribes.
+    })
+    for (const listener of this.reconnectListeners) listener(subscribed)
+  }
+
+  private async subscribeAll(): Promise<void> {
     const channels = [...this.handlers.keys()]
-    try {
-      // On a Cluster the group resubscribed already but does not wait for Redis's answer:
-      // unsubscribe and subscribe again, awaited, so the catch-up reads start after it.
-      if (this.cluster) await Promise.all(channels.map((channel) => this.connection.sunsubscribe(channel)))
-      await Promise.all(channels.filter((channel) => this.handlers.has(channel)).map((channel) => this.connection.ssubscribe(channel)))
-    } catch {
-      return // down again: the next ready event resubscribes
-    }
-    for (const listener of this.resubscribedListeners) listener()
+    // On a Cluster the group resubscribed already but does not wait for Redis's answer:
+    // unsubscribe and subscribe again, awaited, so that catch-up reads start after it.
+    if (this.cluster) await Promise.all(channels.map((channel) => this.connection.sunsubscribe(channel)))
+    await Promise.all(channels.filter((channel) => this.handlers.has(channel)).map((channel) => this.connection.ssubscribe(channel)))
   }
 }

@@ -83,7 +83,7 @@ class LateLiveStore extends MemoryEventStore {
         if (this.late) this.held.push([topic, stored])
         else sink.event(topic, stored)
       },
-      resync: () => sink.resync()
+      resync: (subscribed) => sink.resync(subscribed)
     })
   }
 
@@ -98,7 +98,7 @@ class LateLiveStore extends MemoryEventStore {
   async reconnect(): Promise<void> {
     this.late = false
     this.held.length = 0
-    this.sinkOfBus?.resync()
+    this.sinkOfBus?.resync(Promise.resolve())
     await settle()
   }
 }
