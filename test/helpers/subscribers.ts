@@ -18,8 +18,8 @@ export interface Subscriber {
 }
 
 /** A real EventSource client (reconnects with Last-Event-ID by itself), open once this resolves. */
-export async function subscribe(t: Teardown, url: string, user: string, agent: string): Promise<Subscriber> {
-  const token = await mint({ sub: user, agent_id: agent }, { expiresIn: 600 })
+export async function subscribe(t: Teardown, url: string, user: string, agent: string, scope?: string): Promise<Subscriber> {
+  const token = await mint({ sub: user, agent_id: agent, ...(scope ? { scope } : {}) }, { expiresIn: 600 })
   const sub: Subscriber = { user, events: [], opens: 0 }
   const es = new EventSource(url, {
     fetch: (input, init) => fetch(input, { ...init, headers: { ...init.headers, authorization: `Bearer ${token}` } })
