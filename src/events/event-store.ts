@@ -1,4 +1,5 @@
 import type { ScoreEvent } from '../rating.js'
+import { parseEventId, START_ID } from './event-id.js'
 
 /** A published score event with its id in one history (a user's, or a `ratings:all` partition's). */
 export interface StoredEvent {
@@ -22,6 +23,17 @@ export interface TopicRead {
   gap?: string
   /** The id asked for is newer than any event the topic can have had. */
   future: boolean
+}
+
+/**
+ * A resume from `afterId` against a history that holds nothing (never written, or expired after
+ * HISTORY_TTL): an id from after `horizonMs` cannot exist yet (future); any other id but START_ID
+ * may have had events after it that expired unseen, so it starts with a gap.
+ */
+export function nothingHeld(afterId: string, horizonMs: number): TopicRead {
+  const future = (parseEventId(afterId)?.ms ?? 0) >= horizonMs
+  const gap = future || afterId === START_ID ? undefined : START_ID
+  return { last: START_ID, events: [], gap, future }
 }
 
 export interface EventLimits {

@@ -1,8 +1,8 @@
 import { LRUCache } from 'lru-cache'
 import type { ScoreEvent } from '../rating.js'
 import { systemClock, type Cancel, type Clock } from '../shared/clock.js'
-import { compareEventIds, nextEventId, START_ID } from './event-id.js'
-import type { EventLimits, EventStore, LiveSink, StoredEvent, Topic, TopicRead } from './event-store.js'
+import { compareEventIds, nextEventId, parseEventId, START_ID } from './event-id.js'
+import { nothingHeld, type EventLimits, type EventStore, type LiveSink, type StoredEvent, type Topic, type TopicRead } from './event-store.js'
 
 export interface MemoryEventStoreOptions extends EventLimits {
   /** Users whose history and scores are kept at most; the least recently published go first. */
@@ -84,10 +84,10 @@ export class MemoryEventStore implements EventStore {
     const history = topic === ALL ? this.all : this.histories.get(topic.slice(2))
     const last = history?.events.at(-1)?.id ?? START_ID
     if (afterId === null) return { last, events: [], future: false }
-    // Without a history the newest id of all is the horizon: nothing can be newer.
-    const horizon = history ? last : (this.lastId ?? START_ID)
-    const future = compareEventIds(afterId, horizon) > 0
-    if (!history || future) return { last, events: [], future }
+    // Without a history, nothing is newer than the newest id of all.
+    if (!history) return nothingHeld(afterId, (parseEventId(this.lastId ?? START_ID)?.ms ?? 0) + 1)
+    const future = compareEventIds(afterId, last) > 0
+    if (future) return { last, events: [], future }
     const gap = history.trimmed && compareEventIds(afterId, history.trimmed) < 0 ? history.events[0]?.id : undefined
     return { last, events: history.events.filter((stored) => compareEventIds(stored.id, afterId) > 0), gap, future }
   }

@@ -8,8 +8,8 @@ import { partitionOf } from '../shared/partition.js'
 import { newReplicaId } from '../shared/replica-id.js'
 import { timedCall, type CallMetrics } from '../shared/timed-call.js'
 import { withTimeout } from '../shared/timeout.js'
-import { compareEventIds, parseEventId, START_ID } from './event-id.js'
-import type { EventLimits, EventStore, LiveSink, Topic, TopicRead } from './event-store.js'
+import { compareEventIds, START_ID } from './event-id.js'
+import { nothingHeld, type EventLimits, type EventStore, type LiveSink, type Topic, type TopicRead } from './event-store.js'
 
 /*
  * Redis layout, per user in the user's slot: the history, a Redis Stream whose entry ids are the
@@ -199,8 +199,8 @@ export class RedisEventStore implements EventStore {
       const [newest, trimmed, oldest, nowS, entries] = await this.redis.moltbridgeEventsRead(topic, afterId ?? '')
       const last = newest || START_ID
       if (afterId === null) return { last, events: [], future: false }
-      // No history (never written, or expired): only an id from after this second is impossible.
-      const future = newest ? compareEventIds(afterId, newest) > 0 : (parseEventId(afterId)?.ms ?? 0) >= (Number(nowS) + 1) * 1000
+      if (!newest) return nothingHeld(afterId, (Number(nowS) + 1) * 1000)
+      const future = compareEventIds(afterId, newest) > 0
       const gap = oldest && compareEventIds(afterId, trimmed) < 0 ? oldest : undefined
       const events = future ? [] : entries.flatMap(([id, fields]) => (fields[0] === 'e' ? [{ id, event: JSON.parse(fields[1]) as ScoreEvent }] : []))
       return { last, events, gap, future }

@@ -165,7 +165,6 @@ t.test('a replica restart: the client retries until the new process answers and 
 
 t.test(
   'a stream cut before its first score still resumes without loss',
-  { todo: 'needs the first id: message on a fresh stream on the server (issue 10 item 1)' },
   async (t) => {
     const cluster = await replicas(t)
     const got = subscribed(t, { url: cluster.url, getToken: tokens('eve').getToken })
@@ -179,6 +178,28 @@ t.test(
     t.same(got.items(), ['f-0', 'f-1', 'f-2', 'f-3', 'f-4'])
   }
 )
+
+t.test('a ratings:all client (a position of one id per partition): every score once across a replica restart', async (t) => {
+  const cluster = await replicas(t)
+  const getToken = () => mint({ sub: 'ops-client', agent_id: 'ag-ops-client', scope: 'ratings:all' })
+  const got = subscribed(t, { url: cluster.url, getToken })
+  await got.live()
+  const users = ['all-a', 'all-b', 'all-c', 'all-d']
+  const items: string[] = []
+  const publish = async (from: number, to: number) => {
+    for (let i = from; i < to; i++) {
+      items.push(`all-${i}`)
+      await cluster.publisher.events.publish(score(users[i % users.length], `all-${i}`, 1, i), 'feed')
+    }
+  }
+  await publish(0, 8)
+  await waitFor('the first scores', () => got.scores.length === 8)
+  await cluster.restart(() => publish(8, 20))
+  await publish(20, 24)
+  await waitFor('every score', () => got.scores.length >= 24)
+  t.same(new Set(got.items()), new Set(items), 'every user’s scores')
+  t.equal(got.items().length, items.length, 'each once')
+})
 
 t.test('a token that expires mid-stream: expired, getToken again, no score lost', async (t) => {
   const app = await buildTestApp(t, { SSE_RETRY_MS: '100' })
@@ -235,7 +256,6 @@ t.test('a gap: /v1/scores is refetched for the items and painted before onGap', 
 
 t.test(
   'a resume the gateway cannot serve (its history is gone): onGap, then live from its current position',
-  { todo: 'needs the 400 for a Last-Event-ID newer than any event on the server' },
   async (t) => {
     const before = await buildTestApp(t, { DRAIN_MS: '100', SSE_RETRY_MS: '100' })
     const url = await listen(before)
