@@ -25,7 +25,7 @@ export type HostCommand =
   | { cmd: 'stop' }
 
 let close: () => Promise<void> = async () => {}
-let publish: (event: ScoreEvent) => void = () => {}
+let publish: (event: ScoreEvent) => unknown = () => {}
 
 const portOf = (address: AddressInfo | string | null) => (address as AddressInfo).port
 
@@ -103,7 +103,7 @@ async function rawSse(): Promise<string> {
 
 async function gateway(env: Record<string, string>): Promise<string> {
   const app = await buildApp(loadConfig(env))
-  publish = (event) => void app.events.publish(event, 'rest')
+  publish = (event) => app.events.publish(event, 'rest')
   close = () => app.close()
   return listen(app)
 }
@@ -121,7 +121,8 @@ process.on('message', async (message: HostCommand) => {
       case 'raw-sse':
         return reply({ url: await rawSse() })
       case 'publish':
-        for (const event of message.events) publish(event)
+        // Answered once every event is published (the gateway's publishes are in Redis then).
+        await Promise.all(message.events.map((event) => publish(event)))
         return reply({ ok: true })
       case 'rss':
         globalThis.gc?.()

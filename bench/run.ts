@@ -13,8 +13,12 @@ import { fileURLToPath } from 'node:url'
 import { SignJWT } from 'jose'
 import { Redis } from 'ioredis'
 import type { ScoreEvent } from '../src/rating.js'
+import { createKeys } from '../src/redis/keys.js'
 import { startMoltbook } from '../src/simulators/moltbook.js'
 import { startOpenClaw } from '../src/simulators/openclaw.js'
+import { startRedisCluster } from '../test/helpers/redis-cluster.js'
+import { startRedisServer } from '../test/helpers/redis-server.js'
+import { commandCalls, processCpuSeconds, redisCpuSeconds, totalCalls } from './cpu.js'
 import type { ClientsReport } from './sse-clients.js'
 import type { HostCommand } from './host.js'
 import { startRedisPair } from './redis-pair.js'
@@ -24,6 +28,8 @@ const quick = process.argv.includes('--quick')
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const SECRET = 'moltbridge-bench-secret-0123456789abcdef'
 const PREFIX = `mbbench-${process.pid}`
+/** The gateway's default: the ingest scenario counts what every partition received. */
+const QUEUE_PARTITIONS = 16
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url))
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -194,17 +200,26 @@ async function bucketDecisions(): Promise<void> {
   })
 }
 
-/** Ratings per second from Moltbook to 1,000 subscribers, each watching its own user. */
-async function feedToSse(): Promise<void> {
-  const subscribers = quick ? 300 : 1000
+interface FeedRun {
+  subscribers: number
+  sent: number
+  received: number
+  lost: number
+  latency: Summary
+}
+
+/**
+ * Ratings per second from Moltbook to `subscribers` streams, each watching its own user, through
+ * one gateway on `redis` (REDIS_URL or REDIS_CLUSTER_NODES).
+ */
+async function runFeedToSse(redis: Record<string, string>, subscribers: number, seconds: number): Promise<FeedRun> {
   const rate = 1000
-  const seconds = quick ? 3 : 10
   const moltbook = await startMoltbook({ rate: 0 })
   const openclaw = await startOpenClaw({ apiKey: 'bench-key' })
   const child = new Child('host.js')
   const clients = new Child('sse-clients.js')
   try {
-    const env = gatewayEnv({ MOLTBOOK_URL: moltbook.url, OPENCLAW_URL: openclaw.url, OPENCLAW_API_KEY: 'bench-key' })
+    const env = gatewayEnv({ ...redis, MOLTBOOK_URL: moltbook.url, OPENCLAW_URL: openclaw.url, OPENCLAW_API_KEY: 'bench-key' })
     const { url } = await host({ cmd: 'gateway', env }, child)
     const users = Array.from({ length: subscribers }, (_, i) => `fu${i}`)
     const tokens = await Promise.all(users.map((u) => token(u, u)))
@@ -254,17 +269,7 @@ async function feedToSse(): Promise<void> {
       await sendFor(seconds * 1000)
       await collect()
     })
-    const latency = summarize(pending)
-    const lost = Math.max(0, sent - received)
-    figures.feedToSse = { subscribers: opened.opened, sent, received, lost, latency }
-    rows.push({
-      scenario: `feed→SSE latency ms at ${rate} ratings/s, ${opened.opened} subscribers (p50/p95/p99/max), lost`,
-      moltbridge: `${fmt(latency.p50)}/${fmt(latency.p95)}/${fmt(latency.p99)}/${fmt(latency.max)}, lost ${lost} of ${sent}`,
-      baseline: '—',
-      ratio: latency.p99,
-      target: 'p99 < 50 ms, 0 lost',
-      met: latency.p99 < 50 && lost === 0
-    })
+    return { subscribers: opened.opened, sent, received, lost: Math.max(0, sent - received), latency: summarize(pending) }
   } finally {
     clients.stop()
     child.stop()
@@ -272,11 +277,17 @@ async function feedToSse(): Promise<void> {
     await openclaw.close()
   }
 }
-/** Queue entries ever added (XINFO STREAM `entries-added`: acknowledged ones included); 0 before the first. */
-async function entriesAdded(redis: Redis, key: string): Promise<number> {
-  const info = (await redis.xinfo('STREAM', key).catch(() => [])) as unknown[]
-  const at = info.indexOf('entries-added')
-  return at >= 0 ? Number(info[at + 1]) : 0
+/** Queue entries ever added over every partition (XINFO STREAM `entries-added`: acknowledged ones included). */
+async function entriesAdded(redis: Redis, prefix: string): Promise<number> {
+  const keys = createKeys(prefix)
+  const added = await Promise.all(
+    Array.from({ length: QUEUE_PARTITIONS }, async (_, partition) => {
+      const info = (await redis.xinfo('STREAM', keys.queue(partition)).catch(() => [])) as unknown[]
+      const at = info.indexOf('entries-added')
+      return at >= 0 ? Number(info[at + 1]) : 0
+    })
+  )
+  return added.reduce((sum, count) => sum + count, 0)
 }
 
 /** `count` feed messages of one rating each, sent at once: ratings per second until all are queued. */
@@ -301,9 +312,8 @@ async function ingestOnce(redisUrl: string, replicas: number, count: number): Pr
     for (let i = 0; i < 200 && moltbook.clients() === 0; i++) await sleep(50)
     const started = Date.now()
     for (let i = 0; i < count; i++) moltbook.send({ user_id: `iu${i % 100}`, item_id: `ii${i}`, timestamp: 1721000000 + i, rating: 3 })
-    const key = `${prefix}:{queue}:stream`
-    while ((await entriesAdded(redis, key)) < count && Date.now() - started < 120_000) await sleep(20)
-    const queued = await entriesAdded(redis, key)
+    while ((await entriesAdded(redis, prefix)) < count && Date.now() - started < 120_000) await sleep(20)
+    const queued = await entriesAdded(redis, prefix)
     return (queued / (Date.now() - started)) * 1000
   } finally {
     redis.disconnect()
@@ -335,6 +345,159 @@ async function ingest(): Promise<void> {
     target: '≥ 0.5×',
     met: ratio >= 0.5
   })
+}
+
+
+/** Ratings per second from Moltbook to 1,000 subscribers, each watching its own user. */
+async function feedToSse(): Promise<void> {
+  const run = await runFeedToSse({ REDIS_URL }, quick ? 300 : 1000, quick ? 3 : 10)
+  const { latency, lost, sent } = run
+  figures.feedToSse = run
+  rows.push({
+    scenario: `feed→SSE latency ms at 1000 ratings/s, ${run.subscribers} subscribers (p50/p95/p99/max), lost`,
+    moltbridge: `${fmt(latency.p50)}/${fmt(latency.p95)}/${fmt(latency.p99)}/${fmt(latency.max)}, lost ${lost} of ${sent}`,
+    baseline: '—',
+    ratio: latency.p99,
+    target: 'p99 < 50 ms, 0 lost',
+    met: latency.p99 < 50 && lost === 0
+  })
+}
+
+/** What a teardown list needs to stop the Redis servers a scenario started. */
+function stopper() {
+  const stops: (() => unknown)[] = []
+  return { teardown: (fn: () => unknown) => void stops.push(fn), stop: () => Promise.all(stops.map((fn) => fn())) }
+}
+
+/**
+ * The cost of scale (issue 12): two replicas on a Redis of their own. The fan-out tax is the CPU
+ * of the replica with no stream while the other publishes (by REST traffic, then in batches), its
+ * CPU over the same time without traffic subtracted. Redis CPU per published event and per
+ * forwarded rating come from INFO cpu, idle CPU subtracted likewise.
+ */
+async function capacity(): Promise<void> {
+  const servers = stopper()
+  const server = await startRedisServer()
+  servers.teardown(() => server.stop())
+  const redis = new Redis(server.url)
+  const moltbook = await startMoltbook({ rate: 0 })
+  const openclaw = await startOpenClaw({ apiKey: 'bench-key' })
+  const quiet = new Child('host.js')
+  const busy = new Child('host.js')
+  const windowMs = quick ? 3000 : 10_000
+  try {
+    const env = gatewayEnv({ REDIS_URL: server.url, MOLTBOOK_URL: moltbook.url, OPENCLAW_URL: openclaw.url, OPENCLAW_API_KEY: 'bench-key' })
+    await host({ cmd: 'gateway', env }, quiet)
+    const { url } = await host({ cmd: 'gateway', env }, busy)
+    const quietPid = quiet.process.pid ?? 0
+    /** CPU seconds of the quiet replica and of Redis while `run` runs, and how long it ran. */
+    const measure = async (run: () => Promise<unknown>) => {
+      const [replica, redisCpu, started] = [processCpuSeconds(quietPid), await redisCpuSeconds(redis), performance.now()]
+      await run()
+      const seconds = (performance.now() - started) / 1000
+      return { replica: processCpuSeconds(quietPid) - replica, redis: (await redisCpuSeconds(redis)) - redisCpu, seconds }
+    }
+    await sleep(1000) // both replicas settled (lease, queue groups)
+    const idle = await step(`capacity: idle replicas, ${windowMs / 1000} s`, () => measure(() => sleep(windowMs)))
+    const perSecond = (cpu: number) => cpu / idle.seconds
+    const beyondIdle = (run: { replica: number; redis: number; seconds: number }) => ({
+      replica: run.replica - perSecond(idle.replica) * run.seconds,
+      redis: run.redis - perSecond(idle.redis) * run.seconds
+    })
+
+    // REST traffic through the busy replica: each answered rating is one published event.
+    const body = JSON.stringify({ user_id: 'tax-user', item_id: 'i1', timestamp: 1721234567, rating: 4.5 })
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${await token('tax-user', 'tax-agent')}` }
+    let answered = 0
+    const rest = await step(`capacity: REST traffic through the other replica, ${windowMs / 1000} s`, () =>
+      measure(async () => {
+        const result = await autocannon({ url: `${url}/v1/rating`, method: 'POST', body, headers, connections: 20, duration: windowMs / 1000 })
+        answered = result['2xx']
+      })
+    )
+    const restTax = (beyondIdle(rest).replica / answered) * 1e6
+
+    // Events published in batches (no bucket, no OpenClaw: Redis does the publish only).
+    const events = quick ? 30_000 : 200_000
+    const batch = 1000
+    const published = await step(`capacity: ${events} events published in batches of ${batch}`, () =>
+      measure(async () => {
+        for (let n = 0; n < events; n += batch) {
+          const now = Date.now()
+          const chunk = Array.from({ length: batch }, (_, i) => ({ user_id: `cap-u${(n + i) % 1000}`, item_id: `i${i % 20}`, rating: 3, timestamp: now }))
+          await host({ cmd: 'publish', events: chunk }, busy)
+        }
+      })
+    )
+    const batchTax = (beyondIdle(published).replica / events) * 1e6
+    const redisPerEvent = (beyondIdle(published).redis / events) * 1e6
+
+    // Feed ratings through queue, dedup, bucket, OpenClaw and publish.
+    const ratings = quick ? 5000 : 30_000
+    const forwarded = await step(`capacity: ${ratings} feed ratings forwarded`, () =>
+      measure(async () => {
+        const before = openclaw.received.length
+        const now = Math.floor(Date.now() / 1000)
+        for (let n = 0; n < ratings; n += 100) {
+          moltbook.send(Array.from({ length: 100 }, (_, i) => ({ user_id: `cap-f${(n + i) % 1000}`, item_id: `f${n + i}`, timestamp: now, rating: 3 })))
+          await sleep(10)
+        }
+        for (let i = 0; i < 600 && openclaw.received.length - before < ratings; i++) await sleep(100)
+      })
+    )
+    const redisPerRating = (beyondIdle(forwarded).redis / ratings) * 1e6
+
+    figures.capacity = { idle, rest: { ...rest, answered, taxUs: restTax }, published: { ...published, events, taxUs: batchTax, redisUs: redisPerEvent }, forwarded: { ...forwarded, ratings, redisUs: redisPerRating } }
+    rows.push({
+      scenario: `fan-out tax: CPU µs per event of a replica with no stream, events published by REST through another (batches of ${batch})`,
+      moltbridge: `${fmt(restTax, 2)} (${fmt(batchTax, 2)}), ${answered} REST events`,
+      baseline: '—',
+      ratio: restTax,
+      target: '≤ 0.5 µs',
+      met: restTax <= 0.5 && batchTax <= 0.5
+    })
+    rows.push({
+      scenario: 'Redis CPU µs per published event (per forwarded rating: queue, dedup, bucket, publish, ack)',
+      moltbridge: `${fmt(redisPerEvent, 1)} (${fmt(redisPerRating, 1)})`,
+      baseline: '—',
+      ratio: redisPerEvent,
+      target: '≤ 16.8 µs',
+      met: redisPerEvent <= 16.8
+    })
+  } finally {
+    quiet.stop()
+    busy.stop()
+    redis.disconnect()
+    await moltbook.close()
+    await openclaw.close()
+    await servers.stop()
+  }
+}
+
+/** The feed→SSE run on a real 3-primary Redis Cluster: how the queue and fan-out commands spread over the nodes. */
+async function shardBalance(): Promise<void> {
+  const servers = stopper()
+  const cluster = await step('shard balance: starting a 3-primary Redis Cluster', () => startRedisCluster(servers))
+  const nodes = cluster.ports.map((port) => new Redis({ port, host: '127.0.0.1' }))
+  try {
+    const before = await Promise.all(nodes.map(commandCalls))
+    const run = await runFeedToSse({ REDIS_CLUSTER_NODES: cluster.nodes }, quick ? 300 : 1000, quick ? 3 : 10)
+    const after = await Promise.all(nodes.map(commandCalls))
+    const calls = after.map((node, i) => totalCalls(node) - totalCalls(before[i]))
+    const busiest = Math.max(...calls) / calls.reduce((sum, count) => sum + count, 0)
+    figures.shardBalance = { calls, busiest, run }
+    rows.push({
+      scenario: `shard balance: feed→SSE at 1000 ratings/s on a 3-primary Redis Cluster, commands per node (busiest node's share), lost`,
+      moltbridge: `${calls.join(' / ')} (${fmt(busiest * 100)}%), lost ${run.lost} of ${run.sent}`,
+      baseline: '—',
+      ratio: busiest,
+      target: '≤ 45%, 0 lost',
+      met: busiest <= 0.45 && run.lost === 0
+    })
+  } finally {
+    for (const node of nodes) node.disconnect()
+    await servers.stop()
+  }
 }
 
 interface FanOut {
@@ -451,7 +614,9 @@ async function main() {
     ['buckets', bucketDecisions],
     ['feedToSse', feedToSse],
     ['ingest', ingest],
-    ['fanOut', fanOut]
+    ['fanOut', fanOut],
+    ['capacity', capacity],
+    ['shards', shardBalance]
   ]
   // `--only=buckets` (a name, or several with commas) runs part of the report while profiling.
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',')

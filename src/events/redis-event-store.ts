@@ -19,8 +19,11 @@ import { nothingHeld, type EventLimits, type EventStore, type LiveSink, type Top
  * is also appended to one `ratings:all` partition (by user) and published on its channel: with a
  * single Redis in the same script, on a Cluster in a second one (another slot).
  *
- * Trimming deletes the oldest entries with XDEL rather than XADD MAXLEN: only XDEL moves the
- * stream's max-deleted-entry-id, which tells a resume exactly whether it missed a trimmed event.
+ * A user's history is trimmed with XDEL rather than XADD MAXLEN: only XDEL moves the stream's
+ * max-deleted-entry-id, which tells a resume exactly whether it missed a trimmed event (a
+ * history is rarely full, so this costs an XLEN). The partitions are always full: they are trimmed
+ * with MAXLEN ~ (whole blocks, the cheapest), and a resume from before their oldest entry, once
+ * entries were trimmed, counts as a gap (README: measured costs).
  */
 const APPEND = `
 local function append(stream, json, max)
@@ -42,7 +45,7 @@ local function user(events, scores, json, item, max, ttl, scoresTtl, channel)
   return id
 end
 local function all(events, json, max, channel)
-  local id = append(events, json, max)
+  local id = redis.call('XADD', events, 'MAXLEN', '~', max, '*', 'e', json)
   redis.call('SPUBLISH', channel, id .. ' ' .. json)
 end
 `
@@ -67,23 +70,24 @@ return id
 
 /**
  * KEYS history; ARGV the id to read after ('' for none). Returns the newest id, the newest id
- * trimmed off, the oldest held, Redis's time (whole seconds) and the entries after the id: one
- * consistent snapshot.
+ * deleted, the oldest held, whether entries were trimmed off, Redis's time (whole seconds) and
+ * the entries after the id: one consistent snapshot.
  */
 const READ = `
 local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
 local now = redis.call('TIME')[1]
-if info.err then return {'', '0-0', '', now, {}} end
+if info.err then return {'', '0-0', '', 0, now, {}} end
 local field = {}
 for i = 1, #info, 2 do field[info[i]] = info[i + 1] end
 local oldest = field['first-entry'] and field['first-entry'][1] or ''
+local trimmed = field['entries-added'] > field['length'] and 1 or 0
 local entries = {}
 if ARGV[1] ~= '' then entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+') end
-return {field['last-generated-id'], field['max-deleted-entry-id'], oldest, now, entries}
+return {field['last-generated-id'], field['max-deleted-entry-id'], oldest, trimmed, now, entries}
 `
 
 type RawEntry = [id: string, fields: string[]]
-type ReadReply = [last: string, trimmed: string, oldest: string, nowS: string, entries: RawEntry[]]
+type ReadReply = [last: string, deleted: string, oldest: string, trimmed: 0 | 1, nowS: string, entries: RawEntry[]]
 
 declare module 'ioredis' {
   interface RedisCommander<Context extends ClientContext> {
@@ -144,6 +148,7 @@ export class RedisEventStore implements EventStore {
   private canaryListening: Promise<void> | null = null
   private readonly stopResync: () => void
   private readonly allMax: number
+  private readonly partitions: Set<Topic>
 
   constructor(
     private readonly redis: RedisClient,
@@ -158,6 +163,7 @@ export class RedisEventStore implements EventStore {
     })
     this.canaryChannel = keys.canary(options.replicaId ?? newReplicaId())
     this.allMax = Math.ceil(options.allMax / options.allPartitions)
+    this.partitions = new Set(Array.from({ length: options.allPartitions }, (_, partition) => keys.allEvents(partition)))
     this.stopResync = options.subscriber.onReconnect((subscribed) => this.sink.resync(subscribed))
   }
 
@@ -191,17 +197,19 @@ export class RedisEventStore implements EventStore {
   }
 
   allTopics(): Topic[] {
-    return Array.from({ length: this.options.allPartitions }, (_, partition) => this.keys.allEvents(partition))
+    return [...this.partitions]
   }
 
   read(topic: Topic, afterId: string | null): Promise<TopicRead> {
     return timedCall(this.options.metrics, 'read', READ_TIMEOUT_MS, async () => {
-      const [newest, trimmed, oldest, nowS, entries] = await this.redis.moltbridgeEventsRead(topic, afterId ?? '')
+      const [newest, deleted, oldest, trimmed, nowS, entries] = await this.redis.moltbridgeEventsRead(topic, afterId ?? '')
       const last = newest || START_ID
       if (afterId === null) return { last, events: [], future: false }
       if (!newest) return nothingHeld(afterId, (Number(nowS) + 1) * 1000)
       const future = compareEventIds(afterId, newest) > 0
-      const gap = oldest && compareEventIds(afterId, trimmed) < 0 ? oldest : undefined
+      // A partition (MAXLEN ~) cannot tell its newest trimmed id: anything before its oldest counts as missed.
+      const missed = this.partitions.has(topic) ? trimmed === 1 && compareEventIds(afterId, oldest) < 0 : compareEventIds(afterId, deleted) < 0
+      const gap = oldest && missed ? oldest : undefined
       const events = future ? [] : entries.flatMap(([id, fields]) => (fields[0] === 'e' ? [{ id, event: JSON.parse(fields[1]) as ScoreEvent }] : []))
       return { last, events, gap, future }
     })
