@@ -14,6 +14,7 @@ import type { ScoreEvent } from '../src/rating.js'
 import { MemoryBucketStore, RedisBucketStore, type BucketStore } from '../src/limits/bucket-store.js'
 import { DEFAULT_POLICY } from '../src/limits/policies.js'
 import { createKeys } from '../src/redis/keys.js'
+import { settledWithin } from '../src/shared/wait.js'
 
 export type HostCommand =
   | { cmd: 'gateway'; env: Record<string, string> }
@@ -136,4 +137,5 @@ process.on('message', async (message: HostCommand) => {
     reply({ error: (err as Error).message })
   }
 })
-process.on('disconnect', () => void close().finally(() => process.exit(0)))
+// A child must not outlive the run (its stdout is the benchmark's): close, bounded, then exit.
+process.on('disconnect', () => void settledWithin(close(), 20_000).finally(() => process.exit(0)))
