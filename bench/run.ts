@@ -550,6 +550,8 @@ interface FanOut {
   streams: number
   perConnectionBytes: number
   deliveriesPerSecond: number
+  /** CPU µs of the server process per event written to a stream. */
+  cpuPerDeliveryUs: number
   latency: Summary
   delivered: number
   expected: number
@@ -573,6 +575,7 @@ async function fanOutOnce(kind: 'gateway' | 'raw', streams: number, events: numb
     await sleep(500)
     const after = (await host({ cmd: 'rss' }, child)).rss
     const started = Date.now()
+    const cpuBefore = processCpuSeconds(child.process.pid ?? 0)
     const batch: ScoreEvent[] = Array.from({ length: events }, (_, i) => ({
       user_id: `fan${i % 10}`,
       item_id: `t${started}-${i}`,
@@ -592,10 +595,12 @@ async function fanOutOnce(kind: 'gateway' | 'raw', streams: number, events: numb
       for (const ms of stats.latencies) latencies.push(ms)
     }
     const seconds = Math.max(0.001, (finished - started) / 1000)
+    const cpu = processCpuSeconds(child.process.pid ?? 0) - cpuBefore
     return {
       streams: opened.opened,
       perConnectionBytes: (after - before) / Math.max(1, opened.opened),
       deliveriesPerSecond: delivered / seconds,
+      cpuPerDeliveryUs: (cpu / Math.max(1, delivered)) * 1e6,
       latency: summarize(latencies),
       delivered,
       expected
@@ -617,9 +622,9 @@ async function fanOut(): Promise<void> {
     const ratio = ours.deliveriesPerSecond / raw.deliveriesPerSecond
     figures[`fanOut${streams}`] = { moltbridge: ours, raw, ratio }
     rows.push({
-      scenario: `SSE fan-out to ${ours.streams} streams: deliveries/s (p99 ms), delivered`,
-      moltbridge: `${fmt(ours.deliveriesPerSecond)} (${fmt(ours.latency.p99)}), ${ours.delivered}/${ours.expected}`,
-      baseline: `${fmt(raw.deliveriesPerSecond)} (${fmt(raw.latency.p99)}), ${raw.delivered}/${raw.expected}`,
+      scenario: `SSE fan-out to ${ours.streams} streams: deliveries/s (p99 ms), delivered, server CPU µs per delivery`,
+      moltbridge: `${fmt(ours.deliveriesPerSecond)} (${fmt(ours.latency.p99)}), ${ours.delivered}/${ours.expected}, ${fmt(ours.cpuPerDeliveryUs, 2)}`,
+      baseline: `${fmt(raw.deliveriesPerSecond)} (${fmt(raw.latency.p99)}), ${raw.delivered}/${raw.expected}, ${fmt(raw.cpuPerDeliveryUs, 2)}`,
       ratio,
       target: '≥ 0.8×',
       met: ratio >= 0.8
