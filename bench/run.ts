@@ -446,7 +446,7 @@ async function capacity(): Promise<void> {
     const published = await step(`capacity: ${events} events published in batches of ${batch}`, () =>
       measure(async () => {
         for (let n = 0; n < events; n += batch) {
-          const now = Date.now()
+          const now = Math.floor(Date.now() / 1000)
           const chunk = Array.from({ length: batch }, (_, i) => ({ user_id: `cap-u${(n + i) % 1000}`, item_id: `i${i % 20}`, rating: 3, timestamp: now }))
           await host({ cmd: 'publish', events: chunk }, busy)
         }
