@@ -75,7 +75,10 @@ t.test('per-agent limits hold across three replicas behind nginx', async (t) => 
     // Every decision fell between the first send and the last answer; the first decision came
     // before the first answer and the last after the last send, with the bucket kept drained.
     const most = CAPACITY + (REFILL * (r.lastAnswered - r.firstSent)) / 1000 + 1
-    const least = CAPACITY + (REFILL * (r.lastSent - r.firstAnswered)) / 1000 - 1
+    // The contract bounds admissions from above; the lower bound only checks the limit is not
+    // stricter than the policy. It assumes the bucket never sits full, which a stall of the
+    // loaded machine can break (refill past capacity is lost): 10% slack on that side only.
+    const least = 0.9 * (CAPACITY + (REFILL * (r.lastSent - r.firstAnswered)) / 1000) - 1
     t.ok(ok <= most && ok >= Math.floor(least), `${r.agent}: admitted ${ok} within [${Math.floor(least)}, ${most.toFixed(1)}]`)
     t.comment(`${r.agent}: ${r.statuses.length} sent over ${Math.round(r.lastSent - r.firstSent)} ms, last answer after ${Math.round(r.lastAnswered - r.firstSent)} ms`)
   }

@@ -69,6 +69,9 @@ export async function buildTestApp(
     REDIS_URL: options.memory ? undefined : REDIS_URL,
     KEY_PREFIX: prefix,
     IP_RATE_LIMIT_MAX: '0',
+    // The test process also runs the load it sends: its event-loop delay is the test's, not the
+    // gateway's, so load shedding is off unless a test turns it on (load-shedding.test.ts).
+    UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0',
     ...env
   })
   const app = await buildApp(config, options)

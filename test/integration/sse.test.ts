@@ -200,7 +200,7 @@ t.test('defect 6: a ratings:all stream held back by a tiny delivery bucket, 100k
 
   const lastId = delivered.at(-1)?.id ?? ''
   const again = await openStream(t, `${url}${PATH}`, { ...headers, 'last-event-id': lastId })
-  t.equal(again.status, 200, 'the client reconnects with its last id')
+  t.equal(again.status, 200, `the client reconnects with its last id ${lastId}: ${again.body}`)
   await again.waitFor(() => again.events().length >= 5)
   const gap = again.messages.find((message) => message.event === 'gap')
   t.ok(gap, 'told that it missed more than one stream can hold')
