@@ -129,7 +129,8 @@ t.test('connections cut while scores flow: each reconnect has a fresh ticket and
   await waitFor('the first score', () => got.scores.length === 1)
   for (let i = 1; i < 150; i++) {
     ids.push(await app.events.publish(score('cy', `n-${i}`, 1, i), 'feed'))
-    if (i % 40 === 0 && got.statuses.at(-1) === 'live') {
+    if (i % 40 === 0) {
+      await waitFor('the stream live again', () => got.statuses.at(-1) === 'live')
       app.server.closeAllConnections() // the network drops, a proxy restarts
       cuts++
     }
