@@ -2,6 +2,7 @@ import type {} from '@fastify/cookie'
 import fp from 'fastify-plugin'
 import { Authenticator } from '../src/auth/authenticate.js'
 import type { Principal } from '../src/auth/credentials.js'
+import { SessionCookie } from '../src/auth/session.js'
 import { MemoryTicketStore, RedisTicketStore } from '../src/auth/ticket-store.js'
 import { Tickets } from '../src/auth/tickets.js'
 import { JwtVerifier } from '../src/auth/verifier.js'
@@ -10,6 +11,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Single-use tickets for `?ticket=` on the SSE stream (issue, peek, consume). */
     tickets: Pick<Tickets, 'issue' | 'peek' | 'consume'>
+    /** The stream cookie session (POST/DELETE /v1/sse-session, the demo login). */
+    sessionCookie: Pick<SessionCookie, 'set' | 'clear'>
   }
   interface FastifyRequest {
     principal: Principal
@@ -47,6 +50,8 @@ export default fp(
       peek: (ticket: string) => tickets.peek(ticket),
       consume: (ticket: string) => tickets.consume(ticket)
     })
+    const session = new SessionCookie({ secure: config.SSE_COOKIE_SECURE })
+    app.decorate('sessionCookie', { set: session.set.bind(session), clear: session.clear.bind(session) })
     app.decorateRequest('principal') // set by the hook below on every non-public route
     app.decorateRequest('redeemTicket', null)
 

@@ -5,7 +5,8 @@ import { shedLoad } from '../src/limits/load-shedding.js'
 /**
  * Load shedding (@fastify/under-pressure): while the event loop lags or the heap is over its
  * threshold, new requests get 503 + Retry-After before any other work is done for them (this
- * hook runs first: the per-IP limit and auth depend on this plugin). The thresholds are
+ * hook runs first after CORS's, which lets a page read the 503: the per-IP limit and auth depend
+ * on this plugin). The thresholds are
  * exported as `moltbridge_bound` (plugins/metrics.ts).
  */
 export default fp(
@@ -16,5 +17,5 @@ export default fp(
       pressureHandler: shedLoad(app.metrics)
     })
   },
-  { name: 'load-shedding', dependencies: ['metrics'] }
+  { name: 'load-shedding', dependencies: ['metrics', 'cors'] }
 )

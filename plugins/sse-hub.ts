@@ -1,8 +1,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { Http2ServerResponse } from 'node:http2'
 import { SSE_HEADERS } from '../src/sse/frame.js'
 import { deliveryRules } from '../src/sse/delivery.js'
 import { SseHub, type OpenRequest } from '../src/sse/hub.js'
+import type { StreamSink } from '../src/sse/stream.js'
 import { MemoryStreamSlots, RedisStreamSlots } from '../src/sse/stream-slots.js'
 
 type StreamOptions = Pick<OpenRequest, 'items' | 'resume'>
@@ -25,6 +27,16 @@ function sendHead(reply: FastifyReply): void {
   for (const [name, value] of Object.entries(reply.getHeaders())) raw.setHeader(name, value ?? '')
   for (const [name, value] of Object.entries(SSE_HEADERS)) raw.setHeader(name, value)
   raw.statusCode = 200
+  // Over HTTP/2 the stream is written to directly (below): the head must be out before it.
+  if (raw instanceof Http2ServerResponse) raw.flushHeaders()
+}
+
+/**
+ * Where the stream writes: the response, or over HTTP/2 the response's own HTTP/2 stream (Node's
+ * compatibility response has no `destroyed`, so a client gone before the first write would be missed).
+ */
+function sinkOf(reply: FastifyReply): StreamSink {
+  return reply.raw instanceof Http2ServerResponse ? reply.raw.stream : reply.raw
 }
 
 /** The SSE hub: every open stream of this replica, fed by the event bus. */
@@ -47,7 +59,7 @@ export default fp(
         // HEAD: the headers a stream would get, and the end (nothing opened, no ticket used).
         if (request.method === 'HEAD') return void reply.code(200).headers(SSE_HEADERS).send()
         const { principal, redeemTicket: redeem, log } = request
-        await hub.open({ ...options, principal, redeem, sink: reply.raw, log, begin: () => sendHead(reply) })
+        await hub.open({ ...options, principal, redeem, sink: sinkOf(reply), log, begin: () => sendHead(reply) })
       },
       openPerAgent: () => hub.openPerAgent()
     })

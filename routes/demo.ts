@@ -1,24 +1,10 @@
 import fastifyStatic from '@fastify/static'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { existsSync } from 'node:fs'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { Type } from 'typebox'
-import { SESSION_COOKIE } from '../src/auth/session.js'
+import { publicDir } from '../src/browser/public-dir.js'
 import { DEMO_ITEMS, DEMO_USERS, LOGIN_TTL_S, mintDemoToken } from '../src/demo-world.js'
 import { ErrorResponse } from '../src/errors.js'
 import { Id } from '../src/rating.js'
-
-/** The repository's public/ directory, found from this file both as routes/ (tap) and dist/routes/ (built). */
-function publicDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir)
-    if (parent === dir) throw new Error('demo: package.json not found above ' + fileURLToPath(import.meta.url))
-    dir = parent
-  }
-  return join(dir, 'public')
-}
 
 /** The demo page and its login: only in demo mode (`npm run demo`, or DEMO=true on purpose). */
 const demoRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -58,8 +44,8 @@ const demoRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const { user_id } = request.body
       const token = await mintDemoToken(app.config, user_id)
-      // The cookie lets the page's EventSource authenticate; the body's copy is for GET /v1/scores (Bearer).
-      reply.setCookie(SESSION_COOKIE, token, { httpOnly: true, sameSite: 'strict', path: '/', maxAge: LOGIN_TTL_S })
+      // The same stream cookie as POST /v1/sse-session; the body's copy is for the client's getToken (Bearer).
+      app.sessionCookie.set(reply, token, Math.floor(Date.now() / 1000) + LOGIN_TTL_S)
       return { user_id, token, expires_in: LOGIN_TTL_S }
     }
   )

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import type { DestinationStream } from 'pino'
 import type { Config } from './config.js'
 import { errorHandler, notFoundHandler, schemaErrorFormatter } from './errors.js'
+import { tlsListener } from './listener.js'
 import { loggerOptions } from './logger.js'
 import { newReplicaId } from './shared/replica-id.js'
 
@@ -43,6 +44,23 @@ function requestCheckInterval(timeoutMs: number): number {
   return Math.min(30_000, Math.ceil(timeoutMs / 10))
 }
 
+/**
+ * Fastify over the listener the configuration asks for (src/listener.ts). Plugins and routes are
+ * typed against node:http; over HTTP/2 Node's compatibility layer gives them the same request and
+ * response API, and the one place that writes to the raw response (the SSE hub) sends no header
+ * HTTP/2 forbids. Hence the one cast below.
+ */
+function createServer(config: Config, options: FastifyHttpOptions<Server>): FastifyInstance {
+  const tls = tlsListener(config)
+  if (!tls) return Fastify(options)
+  // node:https takes node:http's options (the request and header timeouts) beside the TLS ones.
+  // Node 20 does not end HTTP/2 sessions on server.close(): Fastify does it with `true`.
+  const listener = tls.http2
+    ? { http2: true, https: tls.https, forceCloseConnections: true }
+    : { https: { ...options.http, ...tls.https } }
+  return Fastify({ ...options, ...listener } as unknown as FastifyHttpOptions<Server>)
+}
+
 /** The whole gateway as one Fastify instance, ready (plugins loaded, not listening). */
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
   const serverOptions: FastifyHttpOptions<Server> = {
@@ -66,7 +84,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     forceCloseConnections: 'idle',
     return503OnClosing: true
   }
-  const app = Fastify(serverOptions).withTypeProvider<TypeBoxTypeProvider>()
+  const app = createServer(config, serverOptions).withTypeProvider<TypeBoxTypeProvider>()
 
   app.decorate('config', config)
   app.decorate('demo', options.demo === true)

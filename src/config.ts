@@ -74,6 +74,13 @@ export const ConfigSchema = Type.Object({
   IP_RATE_LIMIT_MAX: Type.Integer({ default: 6000, minimum: 0 }),
   /** Whose X-Forwarded-For is believed: proxy addresses/CIDRs (or loopback, linklocal, uniquelocal), or true. */
   TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
+  /** Browser origins allowed to call the gateway with credentials, comma-separated; unset: same origin only. */
+  CORS_ORIGINS: Type.Optional(Type.String({ minLength: 1 })),
+  /** Serve HTTP/2 (and HTTP/1.1) over TLS on PORT: needs TLS_CERT_FILE and TLS_KEY_FILE. */
+  HTTP2: Type.Boolean({ default: false }),
+  /** PEM certificate chain and private key: with both set the gateway serves HTTPS. */
+  TLS_CERT_FILE: Type.Optional(Type.String({ minLength: 1 })),
+  TLS_KEY_FILE: Type.Optional(Type.String({ minLength: 1 })),
   BODY_LIMIT: Type.Integer({ default: 16384, minimum: 256 }),
   /** A request (headers and body) must arrive within this; a slower client is cut (408). Open SSE streams are exempt. */
   REQUEST_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 100 }),
@@ -112,6 +119,8 @@ export const ConfigSchema = Type.Object({
   SSE_RETRY_MS: Type.Integer({ default: 2000, minimum: 0 }),
   SSE_MAX_STREAMS_PER_AGENT: Type.Integer({ default: 20, minimum: 1 }),
   SSE_MAX_UNSENT_BYTES: Type.Integer({ default: 1048576, minimum: 1024 }),
+  /** `Secure` on the stream cookie (POST /v1/sse-session); false only for plain-HTTP development. */
+  SSE_COOKIE_SECURE: Type.Boolean({ default: true }),
   TICKET_TTL_S: Type.Integer({ default: 30, minimum: 1 }),
   /** Outstanding SSE tickets kept by the memory store (no Redis); the oldest is dropped beyond it. */
   TICKETS_MEMORY_MAX: Type.Integer({ default: 10000, minimum: 1 }),
@@ -190,5 +199,33 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (config.OPENCLAW_URL && !config.OPENCLAW_API_KEY) {
     throw new ConfigError('Invalid configuration: OPENCLAW_API_KEY is required when OPENCLAW_URL is set')
   }
+  if (Boolean(config.TLS_CERT_FILE) !== Boolean(config.TLS_KEY_FILE)) {
+    throw new ConfigError('Invalid configuration: TLS_CERT_FILE and TLS_KEY_FILE must be set together')
+  }
+  if (config.HTTP2 && !config.TLS_CERT_FILE) {
+    throw new ConfigError('Invalid configuration: HTTP2=true needs TLS_CERT_FILE and TLS_KEY_FILE (browsers speak HTTP/2 only over TLS)')
+  }
+  if (config.CORS_ORIGINS) corsOrigins(config.CORS_ORIGINS)
   return config
+}
+
+/**
+ * CORS_ORIGINS as a list of origins (`scheme://host[:port]`, as browsers send them in `Origin`).
+ * `*` is refused: the gateway allows credentials, and a wildcard would let any site use them.
+ */
+export function corsOrigins(value: string): string[] {
+  return value.split(',').map((entry) => {
+    const origin = entry.trim()
+    let parsed: URL | undefined
+    try {
+      parsed = new URL(origin)
+    } catch {
+      // reported below
+    }
+    if (!parsed || parsed.origin !== origin || !/^https?:$/.test(parsed.protocol)) {
+      const why = origin === '*' ? '`*` is not allowed with credentials: list the origins' : `"${origin}" is not an origin like https://app.example.com`
+      throw new ConfigError(`Invalid configuration: CORS_ORIGINS: ${why}`)
+    }
+    return origin
+  })
 }

@@ -94,7 +94,9 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       MOLTBOOK_URL: moltbook.url,
       OPENCLAW_URL: openclaw.url,
       OPENCLAW_API_KEY: openclaw.apiKey,
-      BUCKETS_FILE: await writeBucketsFile(dir)
+      BUCKETS_FILE: await writeBucketsFile(dir),
+      // The demo serves plain HTTP: a Secure cookie would not come back (outside localhost).
+      SSE_COOKIE_SECURE: 'false'
     })
     const app = await buildApp(config, { demo: true, logStream: options.logStream })
     closers.push(() => app.close())

@@ -18,7 +18,7 @@ function noToken(message: string): HttpError {
 const usedTicket = () => invalidToken('ticket is unknown, expired or already used')
 
 /** The token of `Authorization: Bearer <token>`; undefined without the header. */
-function bearer(request: CredentialsCarrier): string | undefined {
+export function bearer(request: Pick<CredentialsCarrier, 'headers'>): string | undefined {
   const header = request.headers.authorization
   if (header === undefined) return undefined
   const match = /^Bearer[ ]+([^\s]+)[ ]*$/i.exec(header)

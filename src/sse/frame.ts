@@ -53,10 +53,12 @@ export const EXPIRED_FRAME = `event: expired\ndata: ${JSON.stringify({ reason: '
 /** Sent when an operator revoked the caller's user or agent, just before the stream ends. */
 export const REVOKED_FRAME = `event: revoked\ndata: ${JSON.stringify({ reason: 'access revoked' })}\n\n`
 
-/** Response headers of every stream (README: why the hub writes to the socket itself). */
+/**
+ * Response headers of every stream (README: why the hub writes to the socket itself). No
+ * `Connection`: HTTP/2 forbids it (Node's compatibility layer throws), HTTP/1.1 keeps alive anyway.
+ */
 export const SSE_HEADERS = {
   'Content-Type': 'text/event-stream; charset=utf-8',
-  Connection: 'keep-alive',
   'Cache-Control': 'no-cache,no-transform',
   // nginx (and proxies that honour it) must not buffer the stream.
   'X-Accel-Buffering': 'no',
