@@ -33,7 +33,9 @@ export default async function (app: FastifyInstance) {
       }
       const body = { scores: await app.events.latest(request.principal.sub, [...new Set(items)]) }
       const etag = `"${createHash('sha256').update(JSON.stringify(body)).digest('base64url').slice(0, 27)}"`
-      reply.header('ETag', etag).header('Cache-Control', 'private').header('Vary', 'Authorization, Cookie')
+      // Added to the Vary that CORS may have set (Origin), not in its place.
+      const vary = [reply.getHeader('Vary'), 'Authorization, Cookie'].filter(Boolean).join(', ')
+      reply.header('ETag', etag).header('Cache-Control', 'private').header('Vary', vary)
       const match = request.headers['if-none-match']
       if (match && match.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag)) {
         return reply.code(304).send()

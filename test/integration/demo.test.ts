@@ -38,7 +38,7 @@ t.test('demo mode serves the page and its assets without a token', async (t) => 
   t.same(users.json(), { users: DEMO_USERS, items: DEMO_ITEMS })
 })
 
-t.test('demo login sets an HttpOnly SameSite=Strict session cookie that opens the stream', async (t) => {
+t.test('demo login sets the stream cookie of POST /v1/sse-session (HttpOnly, Lax, Path=/events) that opens the stream', async (t) => {
   const app = await buildTestApp(t, {}, { memory: true, demo: true })
   const res = await app.inject({ method: 'POST', url: '/demo/login', payload: { user_id: 'bob' } })
   t.equal(res.statusCode, 200)
@@ -49,8 +49,9 @@ t.test('demo login sets an HttpOnly SameSite=Strict session cookie that opens th
   const cookie = [res.headers['set-cookie']].flat().find((c) => c?.startsWith(`${SESSION_COOKIE}=`))
   t.ok(cookie, 'session cookie set')
   t.match(cookie, /HttpOnly/i)
-  t.match(cookie, /SameSite=Strict/i)
-  t.match(cookie, /Path=\//)
+  t.match(cookie, /SameSite=Lax/i)
+  t.match(cookie, /Path=\/events(;|$)/)
+  t.match(cookie, /Max-Age=900(;|$)/, 'expires with the login token')
   t.equal(cookie?.split(';')[0], `${SESSION_COOKIE}=${body.token}`)
 
   const principal = await new JwtVerifier(app.config, app.log).verify(body.token)
