@@ -5,13 +5,21 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Teardown } from './app.js'
 import { freePort } from './ports.js'
+import type { TestCertificate } from './tls.js'
 
 export interface Nginx {
   url: string
   port: number
+  /** With `tls`: the HTTPS listener (HTTP/2 by ALPN, HTTP/1.1 beside it). */
+  tlsUrl?: string
   /** The configuration it runs with. */
   config: string
   stop(): Promise<void>
+}
+
+export interface NginxOptions {
+  /** Also listen with TLS and HTTP/2 (the browsers' side of deploy/nginx.conf) on a port of its own. */
+  tls?: TestCertificate
 }
 
 /**
@@ -20,9 +28,39 @@ export interface Nginx {
  * a read timeout far above the heartbeat interval, and a retry on the next replica when one is
  * unreachable (a killed replica costs a reconnect, not an error page), and X-Forwarded-For set to
  * the client's address, not appended to (the gateway's per-IP limit must not take a client's word).
+ * Browsers may come over TLS with HTTP/2 (one connection for all of a page's streams); the
+ * replicas stay on HTTP/1.1.
  */
-export function nginxConfig(options: { dir: string; port: number; upstreams: string[]; root: boolean }): string {
-  const { dir, port, upstreams } = options
+export function nginxConfig(options: { dir: string; port: number; upstreams: string[]; root: boolean; tls?: { port: number; cert: TestCertificate } }): string {
+  const { dir, port, upstreams, tls } = options
+  const location = `
+    client_max_body_size 1m;
+
+    location / {
+      proxy_pass http://gateway;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_buffering off;
+      proxy_cache off;
+      proxy_connect_timeout 2s;
+      proxy_read_timeout 1h;
+      proxy_send_timeout 1h;
+      proxy_next_upstream error timeout;
+    }`
+  const tlsServer = tls
+    ? `
+  server {
+    listen 127.0.0.1:${tls.port} ssl http2;
+    ssl_certificate ${tls.cert.certFile};
+    ssl_certificate_key ${tls.cert.keyFile};
+    ssl_protocols TLSv1.2 TLSv1.3;
+${location}
+  }
+`
+    : ''
   return `${options.root ? 'user root;\n' : ''}worker_processes 1;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
@@ -42,35 +80,22 @@ ${upstreams.map((u) => `    server ${u} max_fails=1 fail_timeout=5s;`).join('\n'
 
   server {
     listen 127.0.0.1:${port};
-    client_max_body_size 1m;
-
-    location / {
-      proxy_pass http://gateway;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $remote_addr;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_buffering off;
-      proxy_cache off;
-      proxy_connect_timeout 2s;
-      proxy_read_timeout 1h;
-      proxy_send_timeout 1h;
-      proxy_next_upstream error timeout;
-    }
+${location}
   }
-}
+${tlsServer}}
 `
 }
 
 /**
  * A real nginx (`nginx -c <conf> -g 'daemon off;'`) on a free loopback port in front of the
- * given `host:port` upstreams; every path it writes is in a temp dir. Stopped when the test ends.
+ * given `host:port` upstreams (and with `tls`, on a second port with TLS and HTTP/2); every path
+ * it writes is in a temp dir. Stopped when the test ends.
  */
-export async function startNginx(t: Teardown, upstreams: string[]): Promise<Nginx> {
+export async function startNginx(t: Teardown, upstreams: string[], options: NginxOptions = {}): Promise<Nginx> {
   const dir = await mkdtemp(join(tmpdir(), 'mb-nginx-'))
   const port = await freePort()
-  const config = nginxConfig({ dir, port, upstreams, root: process.getuid?.() === 0 })
+  const tls = options.tls ? { port: await freePort(), cert: options.tls } : undefined
+  const config = nginxConfig({ dir, port, upstreams, root: process.getuid?.() === 0, tls })
   const confPath = join(dir, 'nginx.conf')
   await writeFile(confPath, config)
   const child = spawn('nginx', ['-p', `${dir}/`, '-e', `${dir}/error.log`, '-c', confPath, '-g', 'daemon off;'], {
@@ -108,5 +133,5 @@ export async function startNginx(t: Teardown, upstreams: string[]): Promise<Ngin
     if (Date.now() > deadline) throw new Error(`nginx not listening within 10 s: ${stderr}`)
     await sleep(50)
   }
-  return { url, port, config, stop }
+  return { url, port, tlsUrl: tls && `https://127.0.0.1:${tls.port}`, config, stop }
 }

@@ -128,6 +128,25 @@ t.test('nginx: the mounted config exists, balances over every replica, and is se
   t.ok(seconds >= 300, `proxy_read_timeout ${seconds} s is far above the SSE heartbeat`)
 })
 
+t.test('nginx: TLS with HTTP/2 for browsers, on a certificate made at start, HTTP/1.1 to the replicas', async (t) => {
+  const conf = read('deploy/nginx.conf')
+  t.match(conf, /listen 443 ssl;/, 'a TLS listener')
+  t.match(conf, /http2 on;/, 'HTTP/2 (nginx 1.25.1+ syntax; the image is 1.27)')
+  t.match(services.nginx.image, /^nginx:1\.(2[5-9]|[3-9]\d)/, 'an nginx that knows `http2 on`')
+  t.ok(services.nginx.ports?.some((p) => /:443$/.test(p)), 'nginx publishes its port 443')
+  const certDir = services.nginx.volumes?.find((v) => v.split(':')[1] === '/etc/nginx/certs')?.split(':')[0]
+  t.ok(certDir, 'the certificates are mounted at /etc/nginx/certs')
+  for (const file of ['tls.crt', 'tls.key']) t.match(conf, new RegExp(`/etc/nginx/certs/${file};`), `nginx reads ${file} there`)
+  const certs = services.certs as Service & { depends_on?: unknown }
+  t.ok(certs?.volumes?.some((v) => v.startsWith(`${certDir}:`)), 'the certs service writes into the same volume')
+  const script = [certs?.command ?? []].flat().join(' ')
+  t.match(script, /test -s \/certs\/tls\.crt \|\|/, 'a certificate is made only when there is none (a real one stays)')
+  t.match(script, /openssl req -x509 .*-keyout \/certs\/tls\.key -out \/certs\/tls\.crt/, 'self-signed, into the volume')
+  t.match(script, /subjectAltName=DNS:localhost/, 'valid for localhost')
+  const nginxDepends = (services.nginx as Service & { depends_on?: Record<string, { condition: string }> }).depends_on
+  t.equal(nginxDepends?.certs?.condition, 'service_completed_successfully', 'nginx starts once the certificate exists')
+})
+
 t.test('Dockerfile: multi-stage node:20-slim, production dependencies only, non-root, healthcheck', async (t) => {
   const file = read('Dockerfile')
   const stages = file.match(/^FROM node:20-slim/gm) ?? []
