@@ -22,12 +22,13 @@ export async function launchBrowser(t: Teardown): Promise<Browser> {
 
 /**
  * A static server on a free loopback port that serves `html` at every path: an application's
- * page on an origin of its own (`http://127.0.0.1:<port>`). Returns that origin.
+ * page on an origin of its own (`http://127.0.0.1:<port>`). Returns that origin. `html` may be a
+ * function, read at each request: the gateway's URL may be known only once its origin is.
  */
-export async function pageServer(t: Teardown, html: string): Promise<string> {
+export async function pageServer(t: Teardown, html: string | (() => string)): Promise<string> {
   const server = createServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' })
-    res.end(html)
+    res.end(typeof html === 'string' ? html : html())
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   t.teardown(() => {
