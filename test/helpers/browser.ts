@@ -64,6 +64,8 @@ export function harnessPage(gateway: string): string {
 <html><head><meta charset="utf-8"><title>app</title></head><body><main id="cards"></main>
 <script type="module">
 import * as client from '${gateway}/client.js'
+window.client = client
+window.gateway = '${gateway}'
 const seen = (window.seen = { scores: [], statuses: [], codes: [], gaps: 0, cardsAtGap: [], events: [], opens: 0, times: [] })
 const cards = () => Object.fromEntries([...document.querySelectorAll('[data-item]')].map((c) => [c.dataset.item, c.querySelector('.rating').textContent]))
 function paint(e) {
