@@ -1,5 +1,8 @@
-// The demo page: one card per item for the chosen user, painted from GET /v1/scores, then kept
-// live by the SSE stream (authenticated by the HttpOnly cookie that POST /demo/login sets).
+// The demo page: one card per item for the chosen user, kept live by the browser client
+// (/client.js): it paints from GET /v1/scores, opens the stream with a ticket per connection,
+// resumes by id across reconnects and token renewals, and shares one stream between tabs.
+
+import { subscribe } from '/client.js'
 
 const grid = document.querySelector('#grid')
 const userSelect = document.querySelector('#user')
@@ -10,8 +13,8 @@ const cardTemplate = document.querySelector('#card')
 
 const cards = new Map() // item_id -> card element
 let catalog = { users: [], items: [] }
-let source = null // the open EventSource
-let lastId = '' // last event id seen, to resume after a re-login
+let subscription = null
+let login = null // { user, token, renewAt }: the demo login, renewed a minute before it expires
 let eventsThisSecond = 0
 const latencies = [] // recent publish→screen times, ms
 
@@ -49,7 +52,7 @@ function show(event) {
 
 /** An event id is `<publish ms>-<seq>`: measure from publish to the frame that shows it. */
 function measure(id) {
-  const publishedMs = Number(/^(\d+)-\d+$/.exec(id)?.[1])
+  const publishedMs = Number(/^(\d+)-\d+$/.exec(id ?? '')?.[1])
   if (!publishedMs) return
   requestAnimationFrame(() => {
     latencies.push(Date.now() - publishedMs)
@@ -68,56 +71,29 @@ setInterval(() => {
   if (latencies.length) latencyEl.textContent = `${median(latencies)} ms`
 }, 1000)
 
-async function login(user) {
-  const body = JSON.stringify({ user_id: user })
-  return fetchJson('/demo/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+/** The client's getToken: the demo login's token (which also sets the stream cookie), renewed before it expires. */
+async function tokenFor(user) {
+  if (login?.user !== user || Date.now() > login.renewAt) {
+    const body = JSON.stringify({ user_id: user })
+    const { token, expires_in } = await fetchJson('/demo/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+    login = { user, token, renewAt: Date.now() + (expires_in - 60) * 1000 }
+  }
+  return login.token
 }
 
-/** Paints the latest known scores so the page is not empty until the next event. */
-async function paintLatest(token) {
-  const items = encodeURIComponent(catalog.items.join(','))
-  const { scores } = await fetchJson(`/v1/scores?items=${items}`, { headers: { authorization: `Bearer ${token}` } })
-  for (const event of scores) show(event)
-}
-
-function openStream() {
-  source?.close()
-  setStatus('connecting')
-  const url = new URL('/events/personalized-rating', location.href)
-  if (lastId) url.searchParams.set('lastEventId', lastId)
-  source = new EventSource(url)
-  source.onopen = () => setStatus('live')
-  source.onmessage = (message) => {
-    lastId = message.lastEventId
-    eventsThisSecond += 1
-    show(JSON.parse(message.data))
-    measure(message.lastEventId)
-  }
-  // EventSource retries by itself (with Last-Event-ID); CLOSED means the gateway refused it.
-  source.onerror = () => {
-    if (source.readyState !== EventSource.CLOSED) return setStatus('reconnecting')
-    setStatus('closed')
-    setTimeout(() => start(userSelect.value, { resume: true }), 3000)
-  }
-  // The token ran out mid-stream: log in again and resume from the last id.
-  source.addEventListener('expired', () => start(userSelect.value, { resume: true }))
-  // Some scores fell out of the history: repaint from the latest ones instead of guessing.
-  source.addEventListener('gap', () => start(userSelect.value, { resume: false }))
-}
-
-async function start(user, { resume } = { resume: false }) {
-  source?.close()
-  setStatus('connecting')
-  if (!resume) lastId = ''
-  try {
-    const { token } = await login(user)
-    await paintLatest(token).catch((err) => console.warn('no pre-paint:', err.message))
-    openStream()
-  } catch (err) {
-    console.error(err)
-    setStatus('reconnecting')
-    setTimeout(() => start(user, { resume }), 3000)
-  }
+function start(user) {
+  subscription?.close()
+  subscription = subscribe({
+    getToken: () => tokenFor(user),
+    items: catalog.items,
+    onScore: (event, id) => {
+      show(event)
+      if (id === undefined) return // painted from /v1/scores, not a live event
+      eventsThisSecond += 1
+      measure(id)
+    },
+    onStatus: (status) => setStatus(status)
+  })
 }
 
 function switchUser() {

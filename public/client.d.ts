@@ -25,8 +25,11 @@ export interface SubscribeOptions {
   getToken?: () => string | Promise<string>
   /** Only these items (the stream and the paint from GET /v1/scores); omitted or empty: every item. */
   items?: readonly string[]
-  /** Each score event once per id, in id order; painted scores (from /v1/scores) carry no id. */
-  onScore(event: ScoreEvent): void
+  /**
+   * Each score event once per id, in id order, with its id (the stream position; ids of one user
+   * start with the publish time in ms). Painted scores (from /v1/scores) come without an id.
+   */
+  onScore(event: ScoreEvent, id?: string): void
   /** Scores were missed; the scores of `items` have already been refetched and passed to onScore. */
   onGap?(): void
   /**

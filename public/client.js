@@ -111,7 +111,7 @@ export function subscribe({
   const painted = new Map()
   const card = (e) => `${e.user_id}\n${e.item_id}`
   const shows = (e) => `${e.rating} ${e.timestamp}`
-  const deliver = (event) => closing.signal.aborted || call(onScore, event)
+  const deliver = (event, id) => closing.signal.aborted || call(onScore, event, id)
 
   function setStatus(next, code) {
     if ((next === status && code === statusCode) || status === 'closed') return
@@ -162,7 +162,7 @@ export function subscribe({
     if (!e || (wanted && !wanted.has(e.item_id))) return
     const shown = painted.get(card(e))
     painted.delete(card(e))
-    if (shown !== shows(e)) deliver(e)
+    if (shown !== shows(e)) deliver(e, message.id)
   }
 
   /**
