@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { Http2ServerResponse } from 'node:http2'
-import { SSE_HEADERS } from '../src/sse/frame.js'
+import { HTTP1_SSE_HEADERS, SSE_HEADERS } from '../src/sse/frame.js'
 import { deliveryRules } from '../src/sse/delivery.js'
 import { SseHub, type OpenRequest } from '../src/sse/hub.js'
 import type { StreamSink } from '../src/sse/stream.js'
@@ -25,10 +25,11 @@ function sendHead(reply: FastifyReply): void {
   void reply.hijack()
   const raw = reply.raw
   for (const [name, value] of Object.entries(reply.getHeaders())) raw.setHeader(name, value ?? '')
-  for (const [name, value] of Object.entries(SSE_HEADERS)) raw.setHeader(name, value)
+  const http2 = raw instanceof Http2ServerResponse
+  for (const [name, value] of Object.entries({ ...SSE_HEADERS, ...(http2 ? {} : HTTP1_SSE_HEADERS) })) raw.setHeader(name, value)
   raw.statusCode = 200
   // Over HTTP/2 the stream is written to directly (below): the head must be out before it.
-  if (raw instanceof Http2ServerResponse) raw.flushHeaders()
+  if (http2) raw.flushHeaders()
 }
 
 /**

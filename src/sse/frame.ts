@@ -54,8 +54,8 @@ export const EXPIRED_FRAME = `event: expired\ndata: ${JSON.stringify({ reason: '
 export const REVOKED_FRAME = `event: revoked\ndata: ${JSON.stringify({ reason: 'access revoked' })}\n\n`
 
 /**
- * Response headers of every stream (README: why the hub writes to the socket itself). No
- * `Connection`: HTTP/2 forbids it (Node's compatibility layer throws), HTTP/1.1 keeps alive anyway.
+ * Response headers of every stream, HTTP/1.1 and HTTP/2 (README: why the hub writes to the socket
+ * itself). HTTP/1.1 adds HTTP1_SSE_HEADERS; HTTP/2 forbids `Connection` (Node drops it, warning).
  */
 export const SSE_HEADERS = {
   'Content-Type': 'text/event-stream; charset=utf-8',
@@ -64,3 +64,10 @@ export const SSE_HEADERS = {
   'X-Accel-Buffering': 'no',
   'x-no-compression': 1
 } as const
+
+/**
+ * HTTP/1.1 only. Set explicitly, `Connection: keep-alive` also keeps Node from adding its
+ * `Keep-Alive: timeout=…` hint (72 s): a client told that holds the socket of a drained stream
+ * that long, and with it the replica's shutdown.
+ */
+export const HTTP1_SSE_HEADERS = { Connection: 'keep-alive' } as const
