@@ -281,7 +281,7 @@ t.test('service and ingress reach the pods; only the public API is routed, set u
   // Kubernetes path matching: Exact is equality, Prefix matches whole path elements.
   const routed = (url: string) =>
     paths.some((p) => (p.pathType === 'Exact' ? url === p.path : url === p.path || url.startsWith((p.path ?? '').replace(/\/?$/, '/'))))
-  for (const url of ['/v1/rating', '/v1/scores', '/v1/sse-tickets', '/events/personalized-rating', '/client.js', '/docs'])
+  for (const url of ['/v1/rating', '/v1/scores', '/v1/sse-tickets', '/v1/sse-session', '/events/personalized-rating', '/client.js', '/client.d.ts', '/docs'])
     t.ok(routed(url), `${url} is public`)
   for (const url of ['/healthz', '/readyz', '/metrics', '/admin/streams', '/demo/login'])
     t.notOk(routed(url), `${url} stays inside the cluster`)
