@@ -1,5 +1,5 @@
 // The moltbridge browser client (SPEC 10): one ES module, no dependencies, no build step.
-// Served as GET /client.js; typed by client.d.ts; explained in CLIENT.md.
+// Served as GET /client.js; typed by client.d.ts; explained in README.md, "Browsers".
 
 const STREAM = '/events/personalized-rating'
 
@@ -76,7 +76,7 @@ function call(fn, ...args) {
 }
 
 /**
- * Subscribes a page to its personalized scores (SPEC 10; options and behaviour in CLIENT.md).
+ * Subscribes a page to its personalized scores (options and behaviour: README.md, "Browsers").
  * Returns { close() }.
  */
 export function subscribe({
