@@ -3,12 +3,11 @@
  * expires mid-stream, a gap larger than the history, and three tabs sharing one stream.
  * Replica deaths behind nginx: replica-death.test.ts; HTTP/2: http2.test.ts.
  */
-import type { FastifyInstance } from 'fastify'
 import type { Page } from 'playwright-core'
 import t from 'tap'
 import { buildTestApp, deletePrefix, uniquePrefix, type Teardown } from '../helpers/app.js'
 import { harnessPage, launchBrowser, openHarness, pageServer, seen, SKIP_BROWSER, waitSeen } from '../helpers/browser.js'
-import { metricValue } from '../helpers/metrics.js'
+import { metricValue, scrape } from '../helpers/metrics.js'
 import { freePort } from '../helpers/ports.js'
 import { score } from '../helpers/sse.js'
 import { waitFor } from '../helpers/wait.js'
@@ -25,7 +24,7 @@ async function gatewayAndPage(t: Teardown, env: Record<string, string> = {}) {
 }
 
 const items = (page: Page) => seen(page).then((s) => s.scores.map((e) => e.item_id))
-const openStreams = (app: FastifyInstance) => metricValue(app.metrics.sseOpen)
+const openStreams = (url: string) => scrape(url, 'moltbridge_sse_streams_open')
 
 if (SKIP_BROWSER) {
   t.plan(0, 'SKIP_BROWSER=1')
@@ -86,7 +85,7 @@ if (SKIP_BROWSER) {
   })
 
   t.test('three tabs of one origin share one stream; closing the holder hands over with no lost score', async (t) => {
-    const { app, origin } = await gatewayAndPage(t, { SSE_HEARTBEAT_MS: '1000' })
+    const { app, url, origin } = await gatewayAndPage(t, { SSE_HEARTBEAT_MS: '1000' })
     const browser = await launchBrowser(t)
     const context = await browser.newContext()
     const tabs: Page[] = []
@@ -101,7 +100,7 @@ if (SKIP_BROWSER) {
     }
     for (const page of tabs) await page.evaluate('window.start({})')
     for (const page of tabs) await waitSeen(page, 'seen.statuses.at(-1) === "live"')
-    await waitFor('one stream open', async () => (await openStreams(app)) === 1)
+    await waitFor('one stream open', async () => (await openStreams(url)) === 1)
     t.equal(streamOpens.length, 1, 'one tab opened a stream, the others listen')
     const holder = streamOpens[0].tab
 
@@ -111,7 +110,7 @@ if (SKIP_BROWSER) {
       published.push(`t-${i}`)
       await app.events.publish(score('tab-user', `t-${i}`, 1, i), 'feed')
       if (i === 30) {
-        t.equal(await openStreams(app), 1, 'still one stream for three tabs')
+        t.equal(await openStreams(url), 1, 'still one stream for three tabs')
         closedAt = Date.now()
         await tabs[holder].close() // the holder tab goes away mid-flow
       }
@@ -120,7 +119,7 @@ if (SKIP_BROWSER) {
     const others = tabs.filter((_, i) => i !== holder)
     for (const page of others) await waitSeen(page, 'seen.scores.length >= 80')
     for (const page of others) t.same(await items(page), published, 'the remaining tab got every score once, in order')
-    await waitFor('one stream open again', async () => (await openStreams(app)) === 1)
+    await waitFor('one stream open again', async () => (await openStreams(url)) === 1)
     const takeover = streamOpens.find((open) => open.at >= closedAt)
     t.ok(takeover && takeover.tab !== holder, `another tab took the stream over (tab ${takeover?.tab})`)
     // Measured, not asserted (the machine is shared): printed for the README and the report.

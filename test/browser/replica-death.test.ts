@@ -9,6 +9,7 @@ import t, { type Test } from 'tap'
 import { compareEventIds } from '../../src/events/event-id.js'
 import { buildTestApp, deletePrefix, REDIS_URL, TEST_SECRET, uniquePrefix } from '../helpers/app.js'
 import { harnessPage, launchBrowser, openHarness, pageServer, seen, SKIP_BROWSER, waitSeen } from '../helpers/browser.js'
+import { scrape } from '../helpers/metrics.js'
 import { startNginx } from '../helpers/nginx.js'
 import { buildGateway, startGateway, startGateways, type GatewayProcess } from '../helpers/processes.js'
 import { bucketsFile, score } from '../helpers/sse.js'
@@ -19,10 +20,7 @@ const SCORES = 150
 const KILL_AT = 50
 const PACE_MS = 30
 
-async function openStreams(gw: GatewayProcess): Promise<number> {
-  const text = await fetch(`${gw.url}/metrics`).then((r) => r.text(), () => '')
-  return Number(/^moltbridge_sse_streams_open (\d+)/m.exec(text)?.[1] ?? 0)
-}
+const openStreams = (gw: GatewayProcess) => scrape(gw.url, 'moltbridge_sse_streams_open')
 
 if (SKIP_BROWSER) {
   t.plan(0, 'SKIP_BROWSER=1')

@@ -16,3 +16,9 @@ export async function metric(app: FastifyInstance, name: string, labels = ''): P
   const line = res.body.split('\n').find((l) => l.startsWith(labels ? `${name}{${labels}}` : `${name} `))
   return line ? Number(line.split(' ').pop()) : 0
 }
+
+/** One unlabelled sample from a gateway's /metrics over HTTP, as an operator scrapes it; 0 when it cannot be read. */
+export async function scrape(url: string, name: string): Promise<number> {
+  const text = await fetch(`${url}/metrics`).then((r) => r.text(), () => '')
+  return Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? 0)
+}
