@@ -26,7 +26,8 @@ function sendHead(reply: FastifyReply): void {
   const raw = reply.raw
   for (const [name, value] of Object.entries(reply.getHeaders())) raw.setHeader(name, value ?? '')
   const http2 = raw instanceof Http2ServerResponse
-  for (const [name, value] of Object.entries({ ...SSE_HEADERS, ...(http2 ? {} : HTTP1_SSE_HEADERS) })) raw.setHeader(name, value)
+  const headers = http2 ? SSE_HEADERS : { ...SSE_HEADERS, ...HTTP1_SSE_HEADERS }
+  for (const [name, value] of Object.entries(headers)) raw.setHeader(name, value)
   raw.statusCode = 200
   // Over HTTP/2 the stream is written to directly (below): the head must be out before it.
   if (http2) raw.flushHeaders()

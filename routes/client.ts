@@ -3,10 +3,10 @@ import type { FastifyPluginAsync } from 'fastify'
 import { publicDir } from '../src/browser/public-dir.js'
 
 /** The browser client and its types, with the media types browsers and editors expect. */
-const FILES = {
-  'client.js': 'text/javascript; charset=utf-8',
-  'client.d.ts': 'application/typescript; charset=utf-8'
-}
+const FILES = [
+  { file: 'client.js', type: 'text/javascript', summary: 'The browser client (an ES module)' },
+  { file: 'client.d.ts', type: 'application/typescript', summary: "The browser client's types" }
+]
 
 /**
  * GET /client.js (an ES module) and GET /client.d.ts, in every mode: public, revalidated by ETag
@@ -15,15 +15,15 @@ const FILES = {
  */
 const clientRoutes: FastifyPluginAsync = async (app) => {
   await app.register(fastifyStatic, { root: publicDir(), serve: false, maxAge: '5m' })
-  for (const [file, type] of Object.entries(FILES)) {
+  for (const { file, type, summary } of FILES) {
     app.get(
       `/${file}`,
       {
         config: { public: true, cors: false },
-        schema: { summary: `The browser client${file.endsWith('.ts') ? "'s types" : ' (ES module)'}`, produces: [type.split(';')[0]] },
+        schema: { summary, produces: [type] },
         // @fastify/static names .js application/javascript; RFC 9239 makes text/javascript the one.
         onSend: async (_request, reply) => {
-          if (reply.statusCode === 200) reply.header('Content-Type', type)
+          if (reply.statusCode === 200) reply.header('Content-Type', `${type}; charset=utf-8`)
         }
       },
       (_request, reply) =>
