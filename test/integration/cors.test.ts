@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import { corsOrigins, loadConfig } from '../../src/config.js'
-import { buildTestApp, listen } from '../helpers/app.js'
+import { buildTestApp, listen, TEST_SECRET } from '../helpers/app.js'
 import { bucketsFile, openStream } from '../helpers/sse.js'
 import { bearer, mint } from '../helpers/tokens.js'
 
@@ -99,6 +99,6 @@ t.test('CORS_ORIGINS must list origins: `*`, paths and bad schemes are refused, 
     ['https://a.example,,https://b.example', /CORS_ORIGINS/]
   ]
   for (const [value, message] of bad) {
-    t.throws(() => loadConfig({ JWT_SECRET: 's', CORS_ORIGINS: value }), { name: 'ConfigError', message }, value)
+    t.throws(() => loadConfig({ JWT_SECRET: TEST_SECRET, CORS_ORIGINS: value }), { name: 'ConfigError', message }, value)
   }
 })

@@ -5,11 +5,12 @@
  */
 import { connect, type ClientHttp2Session } from 'node:http2'
 import { request } from 'node:https'
+import { connect as tlsConnect } from 'node:tls'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { loadConfig } from '../../src/config.js'
 import { buildApp } from '../../src/app.js'
-import { buildTestApp, type Teardown } from '../helpers/app.js'
+import { buildTestApp, TEST_SECRET, type Teardown } from '../helpers/app.js'
 import { metricValue } from '../helpers/metrics.js'
 import { score } from '../helpers/sse.js'
 import { selfSignedCertificate } from '../helpers/tls.js'
@@ -112,10 +113,35 @@ t.test('close() with HTTP/2 streams open: they are drained and the server closes
   t.match(stream.body, /retry: \d+\n\n$/, 'told to reconnect before the end')
 })
 
-t.test('HTTP2 needs TLS; TLS files must be readable: a ConfigError naming the variable', async (t) => {
-  t.throws(() => loadConfig({ JWT_SECRET: 's', HTTP2: 'true' }), { name: 'ConfigError', message: /HTTP2=true needs TLS_CERT_FILE and TLS_KEY_FILE/ })
-  t.throws(() => loadConfig({ JWT_SECRET: 's', TLS_CERT_FILE: '/x.pem' }), { name: 'ConfigError', message: /TLS_CERT_FILE and TLS_KEY_FILE/ })
+t.test('HTTPS without HTTP2 keeps REQUEST_TIMEOUT_MS: a body trickled over TLS is cut with 408', async (t) => {
   const tls = await selfSignedCertificate(t)
-  const config = loadConfig({ JWT_SECRET: 's', LOG_LEVEL: 'silent', TLS_CERT_FILE: tls.certFile, TLS_KEY_FILE: '/nonexistent/key.pem' })
+  const app = await buildTestApp(t, { TLS_CERT_FILE: tls.certFile, TLS_KEY_FILE: tls.keyFile, REQUEST_TIMEOUT_MS: '1000' }, { memory: true })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const socket = tlsConnect({ port: (app.server.address() as AddressInfo).port, host: '127.0.0.1', ca: tls.cert, servername: 'localhost' })
+  t.teardown(() => socket.destroy())
+  let received = ''
+  socket.setEncoding('utf8')
+  socket.on('data', (chunk: string) => (received += chunk))
+  socket.on('error', () => {})
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()))
+  await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()))
+  const token = await mint({ sub: 'tls-slow', agent_id: 'tls-slow' })
+  socket.write(`POST /v1/rating HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 10000\r\nAuthorization: Bearer ${token}\r\n\r\n`)
+  let sent = 0
+  const timer = setInterval(() => {
+    if (!socket.destroyed) socket.write('{', () => sent++)
+  }, 250)
+  t.teardown(() => clearInterval(timer))
+  // Far above REQUEST_TIMEOUT_MS and Node's check interval; without the timeouts, Node's defaults cut it after 90 s.
+  const cut = await Promise.race([closed.then(() => true), new Promise<false>((resolve) => setTimeout(resolve, 20_000, false).unref())])
+  t.ok(cut && sent < 10000, `closed by the server after ${sent} body bytes`)
+  t.match(received, /^HTTP\/1\.1 408/, 'told 408 Request Timeout')
+})
+
+t.test('HTTP2 needs TLS; TLS files must be readable: a ConfigError naming the variable', async (t) => {
+  t.throws(() => loadConfig({ JWT_SECRET: TEST_SECRET, HTTP2: 'true' }), { name: 'ConfigError', message: /HTTP2=true needs TLS_CERT_FILE and TLS_KEY_FILE/ })
+  t.throws(() => loadConfig({ JWT_SECRET: TEST_SECRET, TLS_CERT_FILE: '/x.pem' }), { name: 'ConfigError', message: /TLS_CERT_FILE and TLS_KEY_FILE/ })
+  const tls = await selfSignedCertificate(t)
+  const config = loadConfig({ JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'silent', TLS_CERT_FILE: tls.certFile, TLS_KEY_FILE: '/nonexistent/key.pem' })
   await t.rejects(buildApp(config), { name: 'ConfigError', message: /TLS_KEY_FILE cannot be read \(\/nonexistent\/key.pem: ENOENT\)/ })
 })
