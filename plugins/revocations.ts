@@ -11,8 +11,14 @@ declare module 'fastify' {
 /** Revocations kept in Redis for REVOCATION_TTL_S, known in memory by every replica. */
 export default fp(
   async (app) => {
-    const store = app.redis ? new RedisRevocationStore(app.redis, app.keys) : new MemoryRevocationStore()
-    const revocations = new Revocations({ store, broadcast: app.broadcast, log: app.log }, { ttlS: app.config.REVOCATION_TTL_S })
+    const revocations = new Revocations(
+      {
+        store: app.redis ? new RedisRevocationStore(app.redis, app.keys) : new MemoryRevocationStore(),
+        broadcast: app.broadcast,
+        log: app.log
+      },
+      { ttlS: app.config.REVOCATION_TTL_S }
+    )
     await revocations.start()
     app.decorate('revocations', revocations)
     app.addHook('onClose', () => revocations.close())

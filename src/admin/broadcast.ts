@@ -78,14 +78,15 @@ export interface RedisBroadcastOptions {
 export class RedisBroadcast implements Broadcast {
   private readonly listeners = new Listeners()
   private readonly channel: string
+  private readonly subscriber: RedisClient
 
   constructor(
     private readonly redis: RedisClient,
     keys: Pick<Keys, 'broadcast'>,
-    private readonly options: RedisBroadcastOptions
+    { subscriber, log }: RedisBroadcastOptions
   ) {
     this.channel = keys.broadcast
-    const { subscriber, log } = options
+    this.subscriber = subscriber
     subscriber.on('message', (channel: string, raw: string) => {
       if (channel !== this.channel) return
       const message = parse(raw)
@@ -111,6 +112,6 @@ export class RedisBroadcast implements Broadcast {
 
   async close(): Promise<void> {
     this.listeners.clear()
-    this.options.subscriber.disconnect()
+    this.subscriber.disconnect()
   }
 }

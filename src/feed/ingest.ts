@@ -6,13 +6,12 @@ import { backoffDelay, type BackoffOptions } from '../shared/backoff.js'
 import { clampDelay } from '../shared/clock.js'
 import { OutageLog } from '../shared/outage-log.js'
 import { settledWithin, Wakeable } from '../shared/wait.js'
-import { parseFeedMessage, type InvalidReason } from './feed-message.js'
+import { parseFeedMessage } from './feed-message.js'
+import { loggable, toBuffer, watchPeer } from './feed-socket.js'
+import { InvalidMessageLog } from './invalid-log.js'
 
 /** Far above the message limit, so an oversized message is skipped, not a closed socket. */
 const MAX_PAYLOAD = 16 * 1024 * 1024
-/** At most one log line per invalid reason per window (with how many were skipped). */
-const INVALID_LOG_WINDOW_MS = 10_000
-const EXCERPT_CHARS = 80
 /** stop() waits this long for Moltbook's close frame (reading what it sent before it) before cutting the socket. */
 const CLOSE_TIMEOUT_MS = 1000
 
@@ -63,17 +62,6 @@ interface Pending {
   readAt: number
 }
 
-function toBuffer(data: RawData): Buffer {
-  if (Array.isArray(data)) return Buffer.concat(data)
-  return Buffer.isBuffer(data) ? data : Buffer.from(data)
-}
-
-/** The URL as it may be logged: no userinfo, no query (either may carry credentials). */
-function loggable(url: string): string {
-  const parsed = new URL(url)
-  return `${parsed.origin}${parsed.pathname}`
-}
-
 /**
  * Reads the Moltbook feed: validates each message, queues valid ratings in order, pauses the
  * socket while the queue is full, reconnects with backoff, detects a dead peer.
@@ -86,7 +74,7 @@ export class FeedIngest {
   private readonly queueOutage: OutageLog
   /** Read but not yet queued: kept across stop()/start() (a lost lease, a Redis outage), so none is dropped. */
   private readonly pending: Pending[] = []
-  private readonly invalidLog = new Map<InvalidReason, { at: number; skipped: number }>()
+  private readonly invalidLog: InvalidMessageLog
   /**
    * What a stopped session left pending is drained by a session without a socket: nobody else
    * read those ratings, so this replica queues them even when another one leads from now on (a
@@ -99,6 +87,7 @@ export class FeedIngest {
     private readonly options: FeedIngestOptions
   ) {
     this.where = loggable(deps.url)
+    this.invalidLog = new InvalidMessageLog(deps.log)
     this.socketOutage = new OutageLog(
       deps.log,
       { down: 'moltbook socket error: reconnecting with backoff', up: 'moltbook reachable again' },
@@ -169,18 +158,6 @@ export class FeedIngest {
     await leftovers.draining
   }
 
-  private logInvalid(reason: InvalidReason, detail: string, data: Buffer, isBinary: boolean): void {
-    const now = performance.now()
-    const last = this.invalidLog.get(reason)
-    if (last && now - last.at < INVALID_LOG_WINDOW_MS) {
-      last.skipped++
-      return
-    }
-    this.invalidLog.set(reason, { at: now, skipped: 0 })
-    const excerpt = isBinary ? undefined : data.subarray(0, EXCERPT_CHARS * 4).toString('utf8').slice(0, EXCERPT_CHARS)
-    this.deps.log.warn({ reason, detail, excerpt, skippedSinceLastLog: last?.skipped ?? 0 }, 'moltbook message skipped')
-  }
-
   private setPaused(session: Session, paused: boolean): void {
     session.paused = paused
     if (paused) session.ws?.pause()
@@ -248,7 +225,7 @@ export class FeedIngest {
     const { ratings, invalid, moreInvalid } = parseFeedMessage(data, isBinary, this.options.maxMessageBytes)
     for (const { reason, detail } of invalid) {
       metrics.moltbookMessages.inc({ result: 'invalid', reason })
-      this.logInvalid(reason, detail, data, isBinary)
+      this.invalidLog.skipped(reason, detail, data, isBinary)
     }
     if (moreInvalid > 0) metrics.moltbookMessages.inc({ result: 'invalid', reason: 'schema' }, moreInvalid)
     if (ratings.length === 0) return
@@ -265,7 +242,6 @@ export class FeedIngest {
     session.ws = ws
     let openedAt = 0
     let ping: NodeJS.Timeout | undefined
-    let awaitingPong = false
 
     ws.on('open', () => {
       openedAt = performance.now()
@@ -275,23 +251,7 @@ export class FeedIngest {
       metrics.moltbookConnected.set(1)
       log.info({ url }, 'moltbook connected')
       if (session.paused) ws.pause()
-      // Dead peer: no pong by the next ping. Not while paused: pongs are not read then.
-      ping = setInterval(() => {
-        if (session.paused) {
-          awaitingPong = false
-          return
-        }
-        if (awaitingPong) {
-          log.warn({ url }, 'moltbook peer silent: reconnecting')
-          ws.terminate()
-          return
-        }
-        awaitingPong = true
-        ws.ping()
-      }, clampDelay(pingMs)).unref()
-    })
-    ws.on('pong', () => {
-      awaitingPong = false
+      ping = watchPeer(ws, pingMs, () => session.paused, () => log.warn({ url }, 'moltbook peer silent: reconnecting'))
     })
     ws.on('message', (data, isBinary) => this.onMessage(session, data, isBinary))
     ws.on('error', (err) => this.socketOutage.down(err))
