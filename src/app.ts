@@ -82,7 +82,10 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     schemaErrorFormatter,
     // Keep-alive sockets must not hold a shutdown open.
     forceCloseConnections: 'idle',
-    return503OnClosing: true
+    return503OnClosing: true,
+    // autoload imports every plugin and route file within this budget: under tap's on-the-fly
+    // TypeScript loader on a busy machine that alone can pass Fastify's default 10 s.
+    pluginTimeout: 60_000
   }
   const app = createServer(config, serverOptions).withTypeProvider<TypeBoxTypeProvider>()
 
