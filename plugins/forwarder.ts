@@ -1,9 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { DeadLetters, MemoryDeadLetterStore, RedisDeadLetterStore } from '../src/forward/dead-letters.js'
-import { MemoryDedupStore, RedisDedupStore } from '../src/forward/dedup.js'
+import { DeadLetters } from '../src/forward/dead-letters.js'
 import { Forwarder } from '../src/forward/forwarder.js'
-import { MemoryQueueStore, RedisQueueStore, type QueueStore } from '../src/forward/queue.js'
+import { forwardStores } from '../src/forward/stores.js'
 
 /** What the feed needs of the forwarder (a durable queue with a high- and a low-water mark), and its depth. */
 type ForwardIntake = Pick<Forwarder, 'enqueue' | 'full' | 'waitForRoom' | 'depths'>
@@ -25,19 +24,6 @@ const disabled: ForwardIntake = {
 }
 const noDeadLetters: FastifyInstance['deadLetters'] = { list: async () => [], size: async () => 0, retry: async () => false, drop: async () => false }
 
-/** The forward queue: Redis Streams partitioned by agent, or process memory without Redis. */
-function queueStore(app: FastifyInstance): QueueStore {
-  const { config, redis, keys, replicaId } = app
-  if (!redis) return new MemoryQueueStore()
-  const replicated = config.REDIS_WAIT_REPLICAS
-    ? { connection: app.redisConnection('enqueue'), replicas: config.REDIS_WAIT_REPLICAS, timeoutMs: config.REDIS_WAIT_TIMEOUT_MS }
-    : undefined
-  // A single Redis blocks one read over every partition; a Cluster cannot, and rings doorbells instead.
-  const wake = redis.isCluster ? { subscriber: app.redisSubscriber ?? undefined } : { blocking: app.redisConnection('queue') }
-  const partitions = config.QUEUE_PARTITIONS
-  return new RedisQueueStore(redis, keys, { ...wake, partitions, claimMs: config.QUEUE_CLAIM_MS, consumer: replicaId, replicated })
-}
-
 /** Forwards each queued feed rating to OpenClaw once and publishes its score (src/forward/forwarder.ts). */
 export default fp(
   async (app) => {
@@ -47,12 +33,20 @@ export default fp(
       app.decorate('deadLetters', noDeadLetters)
       return
     }
-    const claimMs = config.QUEUE_CLAIM_MS
-    const queue = queueStore(app)
-    const dedup = redis
-      ? new RedisDedupStore(redis, keys, { ttlSeconds: config.DEDUP_TTL, owner: replicaId })
-      : new MemoryDedupStore({ ttlSeconds: config.DEDUP_TTL })
-    const deadLetters = redis ? new RedisDeadLetterStore(redis, keys, config.DEAD_LETTERS_MAX) : new MemoryDeadLetterStore(config.DEAD_LETTERS_MAX)
+    const { queue, dedup, deadLetters } = forwardStores({
+      redis,
+      keys,
+      replicaId,
+      partitions: config.QUEUE_PARTITIONS,
+      claimMs: config.QUEUE_CLAIM_MS,
+      dedupTtlSeconds: config.DEDUP_TTL,
+      deadLettersMax: config.DEAD_LETTERS_MAX,
+      blocking: () => app.redisConnection('queue'),
+      subscriber: app.redisSubscriber ?? undefined,
+      replicated: redis && config.REDIS_WAIT_REPLICAS
+        ? { connection: app.redisConnection('enqueue'), replicas: config.REDIS_WAIT_REPLICAS, timeoutMs: config.REDIS_WAIT_TIMEOUT_MS }
+        : undefined
+    })
     const forwarder = new Forwarder(
       {
         queue,
@@ -68,7 +62,7 @@ export default fp(
         concurrency: config.OPENCLAW_CONCURRENCY,
         heldMax: config.FORWARD_HELD_MAX,
         queueMax: config.QUEUE_MAX,
-        queueClaimMs: claimMs,
+        queueClaimMs: config.QUEUE_CLAIM_MS,
         callTimeoutMs: config.OPENCLAW_TIMEOUT_MS,
         backoff: { baseMs: config.FORWARD_BACKOFF_BASE_MS, maxMs: config.FORWARD_BACKOFF_MAX_MS }
       }

@@ -4,7 +4,7 @@ import { Http2ServerResponse } from 'node:http2'
 import { HTTP1_SSE_HEADERS, SSE_HEADERS } from '../src/sse/frame.js'
 import { deliveryRules } from '../src/sse/delivery.js'
 import { SseHub, type OpenRequest } from '../src/sse/hub.js'
-import type { StreamSink } from '../src/sse/stream.js'
+import type { StreamSink } from '../src/sse/stream-contract.js'
 import { MemoryStreamSlots, RedisStreamSlots } from '../src/sse/stream-slots.js'
 
 type StreamOptions = Pick<OpenRequest, 'items' | 'resume'>

@@ -1,15 +1,11 @@
-import type { Log } from '../logger.js'
-import type { Metrics } from '../metrics.js'
-import { agentOf, toRating, type FeedRating, type Rating, type ScoreEvent } from '../rating.js'
+import { agentOf, type FeedRating } from '../rating.js'
 import { backoffDelay, type BackoffOptions } from '../shared/backoff.js'
 import { clampDelay, systemClock, type Clock } from '../shared/clock.js'
 import { OutageLog } from '../shared/outage-log.js'
 import { settledWithin, Wakeable } from '../shared/wait.js'
-import { refusedForGood, UpstreamError } from '../upstream/errors.js'
-import type { DeadLetterReason, DeadLetterStore } from './dead-letters.js'
-import type { DedupStore } from './dedup.js'
 import { DepthGauge } from './depth-gauge.js'
-import type { QueueEntry, QueueStore } from './queue.js'
+import type { QueueEntry } from './queue.js'
+import { RatingStages, type Held, type Outcome, type StageDeps } from './rating-stages.js'
 import { ForwardSchedule } from './schedule.js'
 
 /** How often the queue depth is read. */
@@ -17,28 +13,8 @@ const DEPTH_POLL_MS = 250
 /** Entries asked for per read, and how long a read waits for new ones. */
 const READ_BATCH = 100
 const READ_BLOCK_MS = 1000
-/** How long a 429 without Retry-After pauses the calls to OpenClaw. */
-const LIMITED_PAUSE_MS = 1000
 
-/** The agent's bucket: a token taken, or when the next one is due. */
-export interface BucketAnswer {
-  allowed: boolean
-  retryAfterMs: number
-}
-
-export interface ForwarderDeps {
-  queue: QueueStore
-  dedup: DedupStore
-  /** Where a rating OpenClaw refuses for good goes, so the queue moves on. */
-  deadLetters: Pick<DeadLetterStore, 'add'>
-  /** Takes one token from `agent`'s bucket of the `forward` policy. */
-  take(action: 'forward', agent: string): Promise<BucketAnswer>
-  /** OpenClaw: the score event for a rating, or an UpstreamError. */
-  rate(rating: Rating): Promise<ScoreEvent>
-  /** Stores the score event in the user's history and fans it out. */
-  publish(event: ScoreEvent): Promise<unknown>
-  metrics: Pick<Metrics, 'queueDepth' | 'dedupHits' | 'forwardDelayed' | 'feedToPublish' | 'forwardDeadLettered'>
-  log: Log
+export interface ForwarderDeps extends StageDeps {
   /** The clock of bucket waits, the 429 pause and retry delays. */
   clock?: Clock
 }
@@ -58,40 +34,6 @@ export interface ForwarderOptions {
 }
 
 /**
- * Where a held rating stands, in order: `claim` the dedup key (a duplicate goes straight to
- * `ack`), `charge` the agent's forward token, `call` OpenClaw, `remember` it as forwarded,
- * `publish` the score, `ack` the queue entry. A rating OpenClaw refuses for good goes from
- * `call` to `deadletter` (set aside, claim given back), then `ack`. A retry resumes at its
- * stage; a stop at `charge` or `call` gives the claim back and resumes at `claim` (a token paid
- * stays paid).
- */
-type Progress =
-  | { stage: 'claim' | 'charge' | 'call' | 'ack' }
-  | { stage: 'remember' | 'publish'; score: ScoreEvent }
-  | { stage: 'deadletter'; reason: DeadLetterReason; status: number | null; detail: string }
-
-/** One rating this replica works on: read from the queue, not yet acknowledged. */
-interface Held {
-  id: string
-  rating: FeedRating
-  /** When it was read off the feed (Date.now() ms), for the feed-to-publish latency. */
-  readAt: number
-  progress: Progress
-  /** Its forward token is paid: a retry does not charge the agent again. */
-  charged: boolean
-  /** Backoff retries so far. */
-  retries: number
-  /** Calls to OpenClaw so far. */
-  calls: number
-}
-
-/** What became of one attempt, and so when the rating is tried again (the kind is the delay's metric label). */
-type Outcome =
-  | { kind: 'acked' }
-  | { kind: 'bucket' | 'upstream_429'; waitMs: number }
-  | { kind: 'backoff' | 'inflight' }
-
-/**
  * The feed half of the pipeline: queue → dedup claim → the agent's `forward` bucket → OpenClaw →
  * publish → ack. An entry is acknowledged only once its score is published (or it turns out to be
  * a duplicate), so whatever a dead or closed replica held is reclaimed. Agents are served
@@ -102,8 +44,7 @@ export class Forwarder {
   private readonly schedule: ForwardSchedule<Held>
   private readonly gauge: DepthGauge
   private readonly outage: OutageLog
-  /** Covers one attempt (bucket, OpenClaw with its timeout, marking it done); a dead claimer's claim expires. */
-  private readonly claimMs: number
+  private readonly stages: RatingStages
   /** The read loop sleeps here while `heldMax` are held, or after a failed read. */
   private readonly reader = new Wakeable()
   private readonly attempts = new Set<Promise<void>>()
@@ -116,9 +57,10 @@ export class Forwarder {
     private readonly options: ForwarderOptions
   ) {
     this.schedule = new ForwardSchedule(deps.clock ?? systemClock, () => this.pump())
-    this.claimMs = 2 * options.callTimeoutMs + 1000
     this.gauge = new DepthGauge(options.queueMax, (depth) => deps.metrics.queueDepth.set(depth))
     this.outage = new OutageLog(deps.log, { down: 'forwarding delayed', up: 'forwarding recovered' })
+    // A dedup claim covers one attempt (bucket, OpenClaw with its timeout, marking it done); a dead claimer's expires.
+    this.stages = new RatingStages(deps, 2 * options.callTimeoutMs + 1000, this.outage)
   }
 
   /** Durably queues feed ratings read off the socket at `readAt` (Date.now() ms). */
@@ -211,7 +153,7 @@ export class Forwarder {
   }
 
   private run(held: Held): void {
-    const attempt: Promise<void> = this.attempt(held)
+    const attempt: Promise<void> = this.stages.attempt(held)
       .catch((err: unknown): Outcome => {
         this.outage.down(err, 'store') // a store (dedup, bucket, history or queue) failed: try again later
         return { kind: 'backoff' }
@@ -222,96 +164,6 @@ export class Forwarder {
         this.pump()
       })
     this.attempts.add(attempt)
-  }
-
-  /** Takes the rating through its stages as far as it goes now. */
-  private async attempt(held: Held): Promise<Outcome> {
-    try {
-      for (;;) {
-        const outcome = await this.advance(held)
-        if (outcome) return outcome
-      }
-    } finally {
-      const { stage } = held.progress
-      // Claimed but not forwarded: anyone may try it again.
-      if (stage === 'charge' || stage === 'call') {
-        held.progress = { stage: 'claim' }
-        await this.deps.dedup.release(held.rating).catch(() => {})
-      }
-    }
-  }
-
-  /** Does the current stage; an outcome ends the attempt there. */
-  private async advance(held: Held): Promise<Outcome | null> {
-    const { rating, progress } = held
-    switch (progress.stage) {
-      case 'claim': {
-        const claim = await this.deps.dedup.claim(rating, this.claimMs)
-        if (claim === 'inflight') return { kind: 'inflight' }
-        if (claim === 'done') {
-          this.deps.metrics.dedupHits.inc()
-          held.progress = { stage: 'ack' }
-        } else {
-          held.progress = { stage: held.charged ? 'call' : 'charge' }
-        }
-        return null
-      }
-      case 'charge': {
-        const bucket = await this.deps.take('forward', agentOf(rating))
-        if (!bucket.allowed) return { kind: 'bucket', waitMs: bucket.retryAfterMs }
-        held.charged = true
-        held.progress = { stage: 'call' }
-        return null
-      }
-      case 'call':
-        return this.call(held)
-      case 'remember':
-        await this.deps.dedup.done(rating)
-        held.progress = { stage: 'publish', score: progress.score }
-        return null
-      case 'publish':
-        await this.deps.publish(progress.score)
-        this.deps.metrics.feedToPublish.observe(Math.max(0, Date.now() - held.readAt) / 1000)
-        held.progress = { stage: 'ack' }
-        return null
-      case 'deadletter':
-        await this.deadLetter(held, progress)
-        held.progress = { stage: 'ack' }
-        return null
-      case 'ack':
-        await this.deps.queue.ack(held.id)
-        this.outage.up()
-        return { kind: 'acked' }
-    }
-  }
-
-  private async call(held: Held): Promise<Outcome | null> {
-    held.calls++
-    try {
-      held.progress = { stage: 'remember', score: await this.deps.rate(toRating(held.rating)) }
-      return null
-    } catch (err) {
-      if (!(err instanceof UpstreamError)) throw err
-      const reason = refusedForGood(err)
-      if (reason) {
-        held.progress = { stage: 'deadletter', reason, status: err.status ?? null, detail: err.message }
-        return null
-      }
-      this.outage.down(err, `openclaw_${err.kind}`)
-      if (err.kind === 'limited') return { kind: 'upstream_429', waitMs: err.retryAfterMs ?? LIMITED_PAUSE_MS }
-      return { kind: 'backoff' }
-    }
-  }
-
-  /** Sets the rating aside for an operator (admin API) and gives its claim back, so a retry of it is forwarded. */
-  private async deadLetter(held: Held, { reason, status, detail }: Extract<Progress, { stage: 'deadletter' }>): Promise<void> {
-    const { deadLetters, dedup, metrics, log } = this.deps
-    await deadLetters.add({ rating: held.rating, reason, status, detail, attempts: held.calls, at: Date.now() })
-    metrics.forwardDeadLettered.inc({ reason })
-    log.warn({ entry: held.id, reason, status, attempts: held.calls }, 'rating dead-lettered: OpenClaw refused it for good')
-    await dedup.release(held.rating).catch(() => {
-      /* the claim expires by itself */
-    })
   }
 
   /** After an attempt: forget an acknowledged rating, or put it back to be tried when its wait is over. */

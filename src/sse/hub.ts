@@ -13,7 +13,8 @@ import { systemClock, type Clock } from '../shared/clock.js'
 import { Channel } from './channel.js'
 import { DeliveryBucket, type DeliveryRule } from './delivery.js'
 import type { StreamSlots } from './stream-slots.js'
-import { LAST_MESSAGE_MS, Stream, type StreamContext, type StreamParams, type StreamSettings } from './stream.js'
+import { Stream } from './stream.js'
+import { LAST_MESSAGE_MS, type StreamContext, type StreamParams, type StreamSettings } from './stream-contract.js'
 
 type StreamOwner = Stream['principal']
 

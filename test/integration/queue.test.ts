@@ -1,6 +1,6 @@
 import { Cluster, Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { RedisQueueStore } from '../../src/forward/queue.js'
+import { RedisQueueStore } from '../../src/forward/redis-queue.js'
 import type { RedisClient } from '../../src/redis/client.js'
 import { createKeys } from '../../src/redis/keys.js'
 import { RedisSubscriber } from '../../src/redis/subscriber.js'

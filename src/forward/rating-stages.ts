@@ -1,0 +1,170 @@
+import type { Log } from '../logger.js'
+import type { Metrics } from '../metrics.js'
+import { agentOf, toRating, type FeedRating, type Rating, type ScoreEvent } from '../rating.js'
+import type { OutageLog } from '../shared/outage-log.js'
+import { refusedForGood, UpstreamError } from '../upstream/errors.js'
+import type { DeadLetterReason, DeadLetterStore } from './dead-letters.js'
+import type { DedupStore } from './dedup.js'
+import type { QueueStore } from './queue.js'
+
+/** How long a 429 without Retry-After pauses the calls to OpenClaw. */
+const LIMITED_PAUSE_MS = 1000
+
+/** The agent's bucket: a token taken, or when the next one is due. */
+export interface BucketAnswer {
+  allowed: boolean
+  retryAfterMs: number
+}
+
+/** What a rating's stages call: the stores, the agent's bucket, OpenClaw and the event bus. */
+export interface StageDeps {
+  queue: QueueStore
+  dedup: DedupStore
+  /** Where a rating OpenClaw refuses for good goes, so the queue moves on. */
+  deadLetters: Pick<DeadLetterStore, 'add'>
+  /** Takes one token from `agent`'s bucket of the `forward` policy. */
+  take(action: 'forward', agent: string): Promise<BucketAnswer>
+  /** OpenClaw: the score event for a rating, or an UpstreamError. */
+  rate(rating: Rating): Promise<ScoreEvent>
+  /** Stores the score event in the user's history and fans it out. */
+  publish(event: ScoreEvent): Promise<unknown>
+  metrics: Pick<Metrics, 'queueDepth' | 'dedupHits' | 'forwardDelayed' | 'feedToPublish' | 'forwardDeadLettered'>
+  log: Log
+}
+
+/**
+ * Where a held rating stands, in order: `claim` the dedup key (a duplicate goes straight to
+ * `ack`), `charge` the agent's forward token, `call` OpenClaw, `remember` it as forwarded,
+ * `publish` the score, `ack` the queue entry. A rating OpenClaw refuses for good goes from
+ * `call` to `deadletter` (set aside, claim given back), then `ack`. A retry resumes at its
+ * stage; a stop at `charge` or `call` gives the claim back and resumes at `claim` (a token paid
+ * stays paid).
+ */
+export type Progress =
+  | { stage: 'claim' | 'charge' | 'call' | 'ack' }
+  | { stage: 'remember' | 'publish'; score: ScoreEvent }
+  | { stage: 'deadletter'; reason: DeadLetterReason; status: number | null; detail: string }
+
+/** One rating this replica works on: read from the queue, not yet acknowledged. */
+export interface Held {
+  id: string
+  rating: FeedRating
+  /** When it was read off the feed (Date.now() ms), for the feed-to-publish latency. */
+  readAt: number
+  progress: Progress
+  /** Its forward token is paid: a retry does not charge the agent again. */
+  charged: boolean
+  /** Backoff retries so far. */
+  retries: number
+  /** Calls to OpenClaw so far. */
+  calls: number
+}
+
+/** What became of one attempt, and so when the rating is tried again (the kind is the delay's metric label). */
+export type Outcome =
+  | { kind: 'acked' }
+  | { kind: 'bucket' | 'upstream_429'; waitMs: number }
+  | { kind: 'backoff' | 'inflight' }
+
+/**
+ * Takes one held rating through its stages as far as it goes now (see Progress). The Forwarder
+ * decides when an attempt runs; this decides what an attempt does.
+ */
+export class RatingStages {
+  constructor(
+    private readonly deps: StageDeps,
+    /** Covers one attempt (bucket, OpenClaw with its timeout, marking it done); a dead claimer's claim expires. */
+    private readonly claimMs: number,
+    private readonly outage: OutageLog
+  ) {}
+
+  /** Takes the rating through its stages as far as it goes now. */
+  async attempt(held: Held): Promise<Outcome> {
+    try {
+      for (;;) {
+        const outcome = await this.advance(held)
+        if (outcome) return outcome
+      }
+    } finally {
+      const { stage } = held.progress
+      // Claimed but not forwarded: anyone may try it again.
+      if (stage === 'charge' || stage === 'call') {
+        held.progress = { stage: 'claim' }
+        await this.deps.dedup.release(held.rating).catch(() => {})
+      }
+    }
+  }
+
+  /** Does the current stage; an outcome ends the attempt there. */
+  private async advance(held: Held): Promise<Outcome | null> {
+    const { rating, progress } = held
+    switch (progress.stage) {
+      case 'claim': {
+        const claim = await this.deps.dedup.claim(rating, this.claimMs)
+        if (claim === 'inflight') return { kind: 'inflight' }
+        if (claim === 'done') {
+          this.deps.metrics.dedupHits.inc()
+          held.progress = { stage: 'ack' }
+        } else {
+          held.progress = { stage: held.charged ? 'call' : 'charge' }
+        }
+        return null
+      }
+      case 'charge': {
+        const bucket = await this.deps.take('forward', agentOf(rating))
+        if (!bucket.allowed) return { kind: 'bucket', waitMs: bucket.retryAfterMs }
+        held.charged = true
+        held.progress = { stage: 'call' }
+        return null
+      }
+      case 'call':
+        return this.call(held)
+      case 'remember':
+        await this.deps.dedup.done(rating)
+        held.progress = { stage: 'publish', score: progress.score }
+        return null
+      case 'publish':
+        await this.deps.publish(progress.score)
+        this.deps.metrics.feedToPublish.observe(Math.max(0, Date.now() - held.readAt) / 1000)
+        held.progress = { stage: 'ack' }
+        return null
+      case 'deadletter':
+        await this.deadLetter(held, progress)
+        held.progress = { stage: 'ack' }
+        return null
+      case 'ack':
+        await this.deps.queue.ack(held.id)
+        this.outage.up()
+        return { kind: 'acked' }
+    }
+  }
+
+  private async call(held: Held): Promise<Outcome | null> {
+    held.calls++
+    try {
+      held.progress = { stage: 'remember', score: await this.deps.rate(toRating(held.rating)) }
+      return null
+    } catch (err) {
+      if (!(err instanceof UpstreamError)) throw err
+      const reason = refusedForGood(err)
+      if (reason) {
+        held.progress = { stage: 'deadletter', reason, status: err.status ?? null, detail: err.message }
+        return null
+      }
+      this.outage.down(err, `openclaw_${err.kind}`)
+      if (err.kind === 'limited') return { kind: 'upstream_429', waitMs: err.retryAfterMs ?? LIMITED_PAUSE_MS }
+      return { kind: 'backoff' }
+    }
+  }
+
+  /** Sets the rating aside for an operator (admin API) and gives its claim back, so a retry of it is forwarded. */
+  private async deadLetter(held: Held, { reason, status, detail }: Extract<Progress, { stage: 'deadletter' }>): Promise<void> {
+    const { deadLetters, dedup, metrics, log } = this.deps
+    await deadLetters.add({ rating: held.rating, reason, status, detail, attempts: held.calls, at: Date.now() })
+    metrics.forwardDeadLettered.inc({ reason })
+    log.warn({ entry: held.id, reason, status, attempts: held.calls }, 'rating dead-lettered: OpenClaw refused it for good')
+    await dedup.release(held.rating).catch(() => {
+      /* the claim expires by itself */
+    })
+  }
+}
