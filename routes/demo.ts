@@ -6,6 +6,9 @@ import { DEMO_ITEMS, DEMO_USERS, LOGIN_TTL_S, mintDemoToken } from '../src/demo-
 import { ErrorResponse } from '../src/errors.js'
 import { Id } from '../src/rating.js'
 
+/** The page's own scripts and style, served under /demo/ (client.js is the gateway's own, at /client.js). */
+const DEMO_FILES = ['app.js', 'chart.js', 'latency.js', 'buckets.js', 'metrics.js', 'style.css']
+
 /** The demo page and its login: only in demo mode (`npm run demo`, or DEMO=true on purpose). */
 const demoRoutes: FastifyPluginAsyncTypebox = async (app) => {
   if (!app.demo) return
@@ -18,7 +21,7 @@ const demoRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   const page = { config: { public: true }, schema: { hide: true } }
   app.get('/', page, (_request, reply) => reply.sendFile('index.html'))
-  for (const file of ['app.js', 'style.css']) app.get(`/demo/${file}`, page, (_request, reply) => reply.sendFile(file))
+  for (const file of DEMO_FILES) app.get(`/demo/${file}`, page, (_request, reply) => reply.sendFile(file))
 
   app.get(
     '/demo/users',

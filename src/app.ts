@@ -6,6 +6,7 @@ import type { Server } from 'node:http'
 import { join } from 'node:path'
 import type { DestinationStream } from 'pino'
 import type { Config } from './config.js'
+import type { DemoControls } from './demo-controls.js'
 import { errorHandler, notFoundHandler, schemaErrorFormatter } from './errors.js'
 import { tlsListener } from './listener.js'
 import { loggerOptions } from './logger.js'
@@ -14,6 +15,8 @@ import { newReplicaId } from './shared/replica-id.js'
 export interface AppOptions {
   /** Demo mode (demo page login, dev tokens): only `npm run demo` turns it on, never the environment. */
   demo?: boolean
+  /** The demo's switches (outage, dropped socket) and readings: only src/demo.ts passes them. */
+  demoControls?: DemoControls
   /** Where logs go (tests capture them); stdout otherwise. */
   logStream?: DestinationStream
 }
@@ -22,6 +25,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     config: Config
     demo: boolean
+    /** Set by `npm run demo` only: the demo-only routes of routes/demo-controls.ts exist with it. */
+    demoControls: DemoControls | null
     /** This gateway instance's name: queue consumer, lease owner and dedup claim owner. */
     replicaId: string
   }
@@ -91,6 +96,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
 
   app.decorate('config', config)
   app.decorate('demo', options.demo === true)
+  app.decorate('demoControls', options.demo === true ? (options.demoControls ?? null) : null)
   app.decorate('replicaId', newReplicaId())
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)

@@ -13,6 +13,7 @@ import { pathToFileURL } from 'node:url'
 import type { DestinationStream } from 'pino'
 import { DEMO_ITEMS, DEMO_USERS, mintDemoToken } from './demo-world.js'
 import { buildApp } from './app.js'
+import { createDemoControls } from './demo-controls.js'
 import { loadConfig } from './config.js'
 import type { Action } from './limits/policies.js'
 import { startMoltbook, type MoltbookSimulator } from './simulators/moltbook.js'
@@ -41,13 +42,17 @@ export interface Demo {
   close(): Promise<void>
 }
 
-/** Generous buckets so the page updates briskly; the feed spreads its ratings over two agents. */
+/**
+ * The feed spreads its ratings over two agents. `rest` is the seed's 40 tokens refilled at 20/s,
+ * so the page's "Burst 50" shows 40 admitted and 10 refused; the others are generous enough that
+ * the page updates briskly and a drained outage backlog reaches the cards without being held back.
+ */
 const DEMO_AGENTS = ['agent-north', 'agent-south']
 const DEMO_POLICIES: Record<Action, { refill_rate: number; capacity: number }> = {
-  rest: { refill_rate: 100, capacity: 200 },
+  rest: { refill_rate: 20, capacity: 40 },
   read: { refill_rate: 100, capacity: 200 },
   forward: { refill_rate: 200, capacity: 400 },
-  delivery: { refill_rate: 200, capacity: 400 }
+  delivery: { refill_rate: 100, capacity: 200 }
 }
 const TOKEN_TTL_S = 3600
 
@@ -84,6 +89,8 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     closers.push(() => openclaw.close())
     const moltbook = await startMoltbook({ rate: options.rate ?? 20, users: DEMO_USERS, items: DEMO_ITEMS, agents: DEMO_AGENTS })
     closers.push(() => moltbook.close())
+    const demoControls = createDemoControls({ moltbook, openclaw })
+    closers.push(() => demoControls.close())
     const dir = await mkdtemp(join(tmpdir(), 'moltbridge-demo-'))
     closers.push(() => rm(dir, { recursive: true, force: true }))
 
@@ -98,7 +105,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       // The demo serves plain HTTP: a Secure cookie would not come back (outside localhost).
       SSE_COOKIE_SECURE: 'false'
     })
-    const app = await buildApp(config, { demo: true, logStream: options.logStream })
+    const app = await buildApp(config, { demo: true, demoControls, logStream: options.logStream })
     closers.push(() => app.close())
     await app.listen({ port: await availablePort(options.port ?? 3000, host), host })
 

@@ -24,6 +24,8 @@ export interface MoltbookSimulator {
   url: string
   /** Every valid rating emitted to at least one client, in order. */
   sent: FeedRating[]
+  /** Date.now() when each rating of `sent` went out (same index). */
+  sentAt: number[]
   /** JSON-encodes `value` and sends it to every client; valid ratings in it are recorded in `sent`. */
   send(value: unknown): void
   /** Sends bytes as they are (a Buffer goes out as a binary frame). */
@@ -52,6 +54,7 @@ export async function startMoltbook(options: MoltbookOptions = {}): Promise<Molt
   let quiet = false
   let connections = 0
   const sent: FeedRating[] = []
+  const sentAt: number[] = []
   // Last timestamp per (user, item): a new rating never repeats one, even within a second.
   const lastTimestamp = new Map<string, number>()
 
@@ -93,7 +96,12 @@ export async function startMoltbook(options: MoltbookOptions = {}): Promise<Molt
 
   const send = (value: unknown) => {
     if (broadcast(JSON.stringify(value)) === 0) return
-    for (const v of Array.isArray(value) ? value : [value]) if (feedRatingValidator.Check(v)) sent.push(v)
+    const now = Date.now()
+    for (const v of Array.isArray(value) ? value : [value]) {
+      if (!feedRatingValidator.Check(v)) continue
+      sent.push(v)
+      sentAt.push(now)
+    }
   }
 
   // Emission: a budget that grows by rate × elapsed; whole ratings go out in one message per tick.
@@ -124,6 +132,7 @@ export async function startMoltbook(options: MoltbookOptions = {}): Promise<Molt
   return {
     url: `ws://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}/feed`,
     sent,
+    sentAt,
     send,
     sendRaw: (data) => void broadcast(data),
     setRate: (n) => {
