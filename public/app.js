@@ -159,6 +159,7 @@ async function fireBurst(button) {
     const user = userSelect.value
     const result = await burst({ token: await tokenFor(user), user })
     if (result.remaining.length) rest.known(Math.min(...result.remaining))
+    showBuckets() // the low point itself, before the refill
     document.querySelector('[data-burst-admitted]').textContent = String(result.admitted)
     document.querySelector('[data-burst-refused]').textContent = String(result.refused)
     const detail = document.querySelector('#burst-detail')

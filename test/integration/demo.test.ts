@@ -90,7 +90,9 @@ t.test('npm run demo: the switches and readings of the page', async (t) => {
   t.equal(burst.status, 200)
   const outcome = (await burst.json()) as BurstOutcome
   t.equal(outcome.admitted + outcome.refused, BURST_SIZE)
-  t.ok(outcome.admitted >= 40 && outcome.refused >= 1, `40 tokens (plus any refill): ${outcome.admitted} admitted, ${outcome.refused} refused`)
+  // 40 tokens, plus what refilled (20/s) while the 50 went through: a slow machine admits more.
+  t.ok(outcome.admitted >= 40, `${outcome.admitted} admitted, ${outcome.refused} refused`)
+  t.equal(outcome.retryAfter.length, outcome.refused)
   t.ok(outcome.retryAfter.every((s) => s >= 1), 'each refusal has a Retry-After')
 
   const unauthenticated = await fetch(new URL('/demo/burst', demo.url), {
