@@ -23,6 +23,7 @@ import type { ClientsReport } from './sse-clients.js'
 import type { HostCommand } from './host.js'
 import { startRedisPair } from './redis-pair.js'
 import { summarize, type Summary } from './stats.js'
+import { startOtlpSink, tracedOffCostNs } from './tracing.js'
 
 const quick = process.argv.includes('--quick')
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -644,6 +645,47 @@ async function fanOut(): Promise<void> {
   }
 }
 
+/**
+ * What tracing costs: REST load with tracing off (the default) and on (OTLP/HTTP to a local
+ * sink), each in a fresh process (the SDK registers globally); and, off, the price of the span
+ * wrappers a request passes through (a branch each) against the request's own CPU time.
+ */
+async function tracingCost(): Promise<void> {
+  const openclaw = await startOpenClaw({ apiKey: 'bench-key' })
+  const sink = await startOtlpSink()
+  const body = JSON.stringify({ user_id: 'bench-user', item_id: 'i1', timestamp: 1721234567, rating: 4.5 })
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${await token('bench-user', 'bench-agent')}` }
+  const rest = async (label: string, extra: Record<string, string>) => {
+    const child = new Child('host.js')
+    try {
+      const { url } = await host({ cmd: 'gateway', env: gatewayEnv({ OPENCLAW_URL: openclaw.url, OPENCLAW_API_KEY: 'bench-key', ...extra }) }, child)
+      return await step(label, () => cannon(`${url}/v1/rating`, { method: 'POST', body, headers }))
+    } finally {
+      child.stop()
+    }
+  }
+  try {
+    const off = await rest('POST /v1/rating, tracing off', {})
+    const on = await rest('POST /v1/rating, tracing on (OTLP/HTTP to a local sink)', { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_BSP_SCHEDULE_DELAY: '200' })
+    const wrapperNs = tracedOffCostNs()
+    // Spans a REST rating passes through: the bucket decision, the OpenClaw call, the publish.
+    const offShare = (3 * wrapperNs) / (1e9 / off.rps)
+    const ratio = on.rps / off.rps
+    figures.tracing = { off, on, ratio, wrapperNs, offShare, spansExported: sink.spans() }
+    rows.push({
+      scenario: 'tracing: POST /v1/rating req/s (p99 ms) on vs off; off: ns per span wrapper (share of a request)',
+      moltbridge: `on ${fmt(on.rps)} (${on.p99}); off ${fmt(wrapperNs, 1)} ns × 3 (${fmt(offShare * 100, 3)}%)`,
+      baseline: `off ${fmt(off.rps)} (${off.p99})`,
+      ratio,
+      target: 'off < 0.1% of a request',
+      met: offShare < 0.001
+    })
+  } finally {
+    await sink.close()
+    await openclaw.close()
+  }
+}
+
 // ---- report -----------------------------------------------------------------------------
 
 function table(): string {
@@ -667,7 +709,8 @@ async function main() {
     ['ingest', ingest],
     ['fanOut', fanOut],
     ['capacity', capacity],
-    ['shards', shardBalance]
+    ['shards', shardBalance],
+    ['tracing', tracingCost]
   ]
   // `--only=buckets` (a name, or several with commas) runs part of the report while profiling.
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',')

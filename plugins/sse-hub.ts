@@ -1,11 +1,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { Http2ServerResponse } from 'node:http2'
-import { HTTP1_SSE_HEADERS, SSE_HEADERS } from '../src/sse/frame.js'
+import { SSE_HEADERS } from '../src/sse/frame.js'
 import { deliveryRules } from '../src/sse/delivery.js'
 import { SseHub, type OpenRequest } from '../src/sse/hub.js'
-import type { StreamSink } from '../src/sse/stream-contract.js'
 import { MemoryStreamSlots, RedisStreamSlots } from '../src/sse/stream-slots.js'
+import { sendHead, sinkOf } from '../src/sse/reply.js'
 
 type StreamOptions = Pick<OpenRequest, 'items' | 'resume'>
 
@@ -18,27 +17,6 @@ declare module 'fastify' {
       openPerAgent(): Promise<Map<string, number>>
     }
   }
-}
-
-/** Takes the response from Fastify, keeping the headers its hooks set, and sends the SSE head. */
-function sendHead(reply: FastifyReply): void {
-  void reply.hijack()
-  const raw = reply.raw
-  for (const [name, value] of Object.entries(reply.getHeaders())) raw.setHeader(name, value ?? '')
-  const http2 = raw instanceof Http2ServerResponse
-  const headers = http2 ? SSE_HEADERS : { ...SSE_HEADERS, ...HTTP1_SSE_HEADERS }
-  for (const [name, value] of Object.entries(headers)) raw.setHeader(name, value)
-  raw.statusCode = 200
-  // Over HTTP/2 the stream is written to directly (below): the head must be out before it.
-  if (http2) raw.flushHeaders()
-}
-
-/**
- * Where the stream writes: the response, or over HTTP/2 the response's own HTTP/2 stream (Node's
- * compatibility response has no `destroyed`, so a client gone before the first write would be missed).
- */
-function sinkOf(reply: FastifyReply): StreamSink {
-  return reply.raw instanceof Http2ServerResponse ? reply.raw.stream : reply.raw
 }
 
 /** The SSE hub: every open stream of this replica, fed by the event bus. */
@@ -61,7 +39,7 @@ export default fp(
         // HEAD: the headers a stream would get, and the end (nothing opened, no ticket used).
         if (request.method === 'HEAD') return void reply.code(200).headers(SSE_HEADERS).send()
         const { principal, redeemTicket: redeem, log } = request
-        await hub.open({ ...options, principal, redeem, sink: sinkOf(reply), log, begin: () => sendHead(reply) })
+        await hub.open({ ...options, principal, redeem, sink: sinkOf(reply), log, begin: () => sendHead(request, reply) })
       },
       openPerAgent: () => hub.openPerAgent()
     })

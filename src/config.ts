@@ -133,7 +133,15 @@ export const ConfigSchema = Type.Object({
   /** Load shedding: new requests get 503 while the event loop lags more than this (0: off)... */
   UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ default: 1000, minimum: 0 }),
   /** ...or while the V8 heap holds more than this (0: off). */
-  UNDER_PRESSURE_MAX_HEAP_USED_BYTES: Type.Integer({ default: 0, minimum: 0 })
+  UNDER_PRESSURE_MAX_HEAP_USED_BYTES: Type.Integer({ default: 0, minimum: 0 }),
+
+  /**
+   * Tracing is on when one of these is set (OTLP/HTTP). The OpenTelemetry SDK reads them and the
+   * other standard OTEL_* variables (sampler, headers, batch delays) itself.
+   */
+  OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://' })),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://' })),
+  OTEL_SERVICE_NAME: Type.Optional(Type.String({ minLength: 1 }))
 })
 
 export type Config = Static<typeof ConfigSchema>

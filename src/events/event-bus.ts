@@ -2,6 +2,7 @@ import type { Counter, Gauge } from 'prom-client'
 import { toScoreEvent, type ScoreEvent } from '../rating.js'
 import type { StoreBudget } from '../shared/store-budget.js'
 import type { Clock } from '../shared/clock.js'
+import { activeTraceparent, traced } from '../tracing/spans.js'
 import type { Source } from '../upstream/errors.js'
 import type { EventStore, Topic, TopicRead } from './event-store.js'
 import { LiveTopics, type Membership, type TopicListener } from './live-topics.js'
@@ -41,10 +42,12 @@ export class EventBus {
   }
 
   /** Stores in the user's history, remembers as latest score, publishes live; resolves to its id in the user's history. */
-  async publish(event: ScoreEvent, source: Source): Promise<string> {
-    const id = await this.store.publish(toScoreEvent(event))
-    this.options.published.inc({ source })
-    return id
+  publish(event: ScoreEvent, source: Source): Promise<string> {
+    return traced('events.publish', async () => {
+      const id = await this.store.publish(toScoreEvent(event), activeTraceparent())
+      this.options.published.inc({ source })
+      return id
+    })
   }
 
   /** The latest score event per listed item for a user; 503 past the budget. */

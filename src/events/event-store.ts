@@ -5,6 +5,8 @@ import { parseEventId, START_ID } from './event-id.js'
 export interface StoredEvent {
   id: string
   event: ScoreEvent
+  /** Live events only, when tracing is on: the publish span's traceparent, so delivery joins the trace. */
+  trace?: string
 }
 
 /**
@@ -65,8 +67,11 @@ export interface LiveSink {
  * stream open on it).
  */
 export interface EventStore {
-  /** Stores the event in its user's history (and `ratings:all`), publishes it live; resolves to its id in the user's history. */
-  publish(event: ScoreEvent): Promise<string>
+  /**
+   * Stores the event in its user's history (and `ratings:all`), publishes it live (with `trace`,
+   * a traceparent, when given); resolves to its id in the user's history.
+   */
+  publish(event: ScoreEvent, trace?: string): Promise<string>
   latest(userId: string, items: string[]): Promise<ScoreEvent[]>
   userTopic(userId: string): Topic
   /** The `ratings:all` partitions, in position order. */

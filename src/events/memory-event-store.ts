@@ -48,7 +48,7 @@ export class MemoryEventStore implements EventStore {
     })
   }
 
-  async publish(event: ScoreEvent): Promise<string> {
+  async publish(event: ScoreEvent, trace?: string): Promise<string> {
     const id = nextEventId(this.lastId, this.clock.wallMs())
     this.lastId = id
     const stored = { id, event }
@@ -62,7 +62,7 @@ export class MemoryEventStore implements EventStore {
     this.scores.set(user, scores)
     // Delivered after publish resolves, like a message from Redis.
     queueMicrotask(() => {
-      for (const topic of [this.userTopic(user), ALL]) if (this.listened.has(topic)) this.sink.event(topic, stored)
+      for (const topic of [this.userTopic(user), ALL]) if (this.listened.has(topic)) this.sink.event(topic, { ...stored, trace })
     })
     return id
   }

@@ -9,7 +9,7 @@ import { newReplicaId } from '../shared/replica-id.js'
 import { timedCall, type CallMetrics } from '../shared/timed-call.js'
 import { withTimeout } from '../shared/timeout.js'
 import { compareEventIds, START_ID } from './event-id.js'
-import { nothingHeld, type EventLimits, type EventStore, type LiveSink, type Topic, type TopicRead } from './event-store.js'
+import { nothingHeld, type EventLimits, type EventStore, type LiveSink, type StoredEvent, type Topic, type TopicRead } from './event-store.js'
 
 /*
  * Redis layout, per user in the user's slot: the history, a Redis Stream whose entry ids are the
@@ -36,35 +36,38 @@ local function append(stream, json, max)
   end
   return id
 end
-local function user(events, scores, json, item, max, ttl, scoresTtl, channel)
+local function user(events, scores, json, item, max, ttl, scoresTtl, channel, traced)
   local id = append(events, json, max)
   redis.call('EXPIRE', events, ttl)
   redis.call('HSET', scores, item, json)
   redis.call('EXPIRE', scores, scoresTtl)
-  redis.call('SPUBLISH', channel, id .. ' ' .. json)
+  redis.call('SPUBLISH', channel, id .. ' ' .. traced .. json)
   return id
 end
-local function all(events, json, max, channel)
+local function all(events, json, max, channel, traced)
   local id = redis.call('XADD', events, 'MAXLEN', '~', max, '*', 'e', json)
-  redis.call('SPUBLISH', channel, id .. ' ' .. json)
+  redis.call('SPUBLISH', channel, id .. ' ' .. traced .. json)
 end
 `
 
-/** KEYS events, scores; ARGV json, item, historyMax, historyTtl, scoresTtl, channel. */
+/**
+ * KEYS events, scores; ARGV json, item, historyMax, historyTtl, scoresTtl, channel, traced (the
+ * traceparent and a space, or '': what goes between the id and the json of the live message).
+ */
 const PUBLISH_USER = `${APPEND}
-return user(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6])
+return user(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 `
 
-/** KEYS partition events; ARGV json, partition max, channel. */
+/** KEYS partition events; ARGV json, partition max, channel, traced. */
 const PUBLISH_ALL = `${APPEND}
-all(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3])
+all(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4])
 return 1
 `
 
-/** Single Redis: both in one atomic step (KEYS and ARGV of the two above, in order). */
+/** Single Redis: both in one atomic step (KEYS of the two above, ARGV of the user's then partition max and channel). */
 const PUBLISH_BOTH = `${APPEND}
-local id = user(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6])
-all(KEYS[3], ARGV[1], tonumber(ARGV[7]), ARGV[8])
+local id = user(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+all(KEYS[3], ARGV[1], tonumber(ARGV[8]), ARGV[9], ARGV[7])
 return id
 `
 
@@ -99,9 +102,10 @@ declare module 'ioredis' {
       historyMax: number,
       historyTtl: number,
       scoresTtl: number,
-      channel: string
+      channel: string,
+      traced: string
     ): Result<string, Context>
-    moltbridgeEventsAll(events: string, json: string, max: number, channel: string): Result<number, Context>
+    moltbridgeEventsAll(events: string, json: string, max: number, channel: string, traced: string): Result<number, Context>
     moltbridgeEventsBoth(
       events: string,
       scores: string,
@@ -112,6 +116,7 @@ declare module 'ioredis' {
       historyTtl: number,
       scoresTtl: number,
       channel: string,
+      traced: string,
       allMax: number,
       allChannel: string
     ): Result<string, Context>
@@ -167,22 +172,22 @@ export class RedisEventStore implements EventStore {
     this.stopResync = options.subscriber.onReconnect((subscribed) => this.sink.resync(subscribed))
   }
 
-  publish(event: ScoreEvent): Promise<string> {
-    return timedCall(this.options.metrics, 'publish', PUBLISH_TIMEOUT_MS, () => this.write(event))
+  publish(event: ScoreEvent, trace?: string): Promise<string> {
+    return timedCall(this.options.metrics, 'publish', PUBLISH_TIMEOUT_MS, () => this.write(event, trace ? `${trace} ` : ''))
   }
 
-  private async write(event: ScoreEvent): Promise<string> {
+  private async write(event: ScoreEvent, traced: string): Promise<string> {
     const { historyMax, historyTtlS, scoresTtlS, allPartitions } = this.options
     const { keys } = this
     const events = keys.userEvents(event.user_id)
     const all = keys.allEvents(partitionOf(event.user_id, allPartitions))
     const json = JSON.stringify(event)
-    const args = [json, event.item_id, historyMax, historyTtlS, scoresTtlS, keys.live(events)] as const
+    const args = [json, event.item_id, historyMax, historyTtlS, scoresTtlS, keys.live(events), traced] as const
     if (!this.redis.isCluster) {
       return this.redis.moltbridgeEventsBoth(events, keys.scores(event.user_id), all, ...args, this.allMax, keys.live(all))
     }
     const id = await this.redis.moltbridgeEventsUser(events, keys.scores(event.user_id), ...args)
-    await this.redis.moltbridgeEventsAll(all, json, this.allMax, keys.live(all))
+    await this.redis.moltbridgeEventsAll(all, json, this.allMax, keys.live(all), traced)
     return id
   }
 
@@ -220,10 +225,7 @@ export class RedisEventStore implements EventStore {
   }
 
   listen(topic: Topic): Promise<void> {
-    return this.options.subscriber.subscribe(this.keys.live(topic), (payload) => {
-      const space = payload.indexOf(' ')
-      this.sink.event(topic, { id: payload.slice(0, space), event: JSON.parse(payload.slice(space + 1)) as ScoreEvent })
-    })
+    return this.options.subscriber.subscribe(this.keys.live(topic), (payload) => this.sink.event(topic, parseLive(payload)))
   }
 
   unlisten(topic: Topic): Promise<void> {
@@ -264,4 +266,13 @@ export class RedisEventStore implements EventStore {
     this.sink = IGNORE
     await this.options.subscriber.unsubscribe(this.canaryChannel)
   }
+}
+
+/** A live message: `<id> <json>`, or `<id> <traceparent> <json>` when the publisher traces. */
+function parseLive(payload: string): StoredEvent {
+  const space = payload.indexOf(' ')
+  const id = payload.slice(0, space)
+  if (payload[space + 1] === '{') return { id, event: JSON.parse(payload.slice(space + 1)) as ScoreEvent }
+  const json = payload.indexOf(' ', space + 1)
+  return { id, event: JSON.parse(payload.slice(json + 1)) as ScoreEvent, trace: payload.slice(space + 1, json) }
 }

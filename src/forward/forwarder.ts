@@ -3,6 +3,7 @@ import { backoffDelay, type BackoffOptions } from '../shared/backoff.js'
 import { clampDelay, systemClock, type Clock } from '../shared/clock.js'
 import { OutageLog } from '../shared/outage-log.js'
 import { settledWithin, Wakeable } from '../shared/wait.js'
+import { traceEach } from '../tracing/spans.js'
 import { DepthGauge } from './depth-gauge.js'
 import type { QueueEntry } from './queue.js'
 import { RatingStages, type Held, type Outcome, type StageDeps } from './rating-stages.js'
@@ -66,7 +67,10 @@ export class Forwarder {
   /** Durably queues feed ratings read off the socket at `readAt` (Date.now() ms). */
   async enqueue(ratings: FeedRating[], readAt: number): Promise<void> {
     if (!ratings.length) return
-    await this.deps.queue.add(ratings.map((rating) => ({ rating, readAt })))
+    // Each feed rating starts a trace of its own, carried in its queue entry.
+    await traceEach('feed.ingest', ratings.length, (traces) =>
+      this.deps.queue.add(ratings.map((rating, index) => ({ rating, readAt, trace: traces[index] })))
+    )
     this.gauge.add(ratings.length)
   }
 

@@ -4,6 +4,8 @@ import { feedRatingValidator, type FeedRating } from '../rating.js'
 export interface QueuedRating {
   rating: FeedRating
   readAt: number
+  /** When tracing is on: the traceparent of its ingest span, so the forward joins that trace on any replica. */
+  trace?: string
 }
 
 export interface QueueEntry {

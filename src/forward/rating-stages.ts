@@ -2,6 +2,7 @@ import type { Log } from '../logger.js'
 import type { Metrics } from '../metrics.js'
 import { agentOf, toRating, type FeedRating, type Rating, type ScoreEvent } from '../rating.js'
 import type { OutageLog } from '../shared/outage-log.js'
+import { traced } from '../tracing/spans.js'
 import { refusedForGood, UpstreamError } from '../upstream/errors.js'
 import type { DeadLetterReason, DeadLetterStore } from './dead-letters.js'
 import type { DedupStore } from './dedup.js'
@@ -51,6 +52,8 @@ export interface Held {
   rating: FeedRating
   /** When it was read off the feed (Date.now() ms), for the feed-to-publish latency. */
   readAt: number
+  /** The traceparent of its ingest (tracing on): each attempt is a span of that trace. */
+  trace?: string
   progress: Progress
   /** Its forward token is paid: a retry does not charge the agent again. */
   charged: boolean
@@ -79,7 +82,12 @@ export class RatingStages {
   ) {}
 
   /** Takes the rating through its stages as far as it goes now. */
-  async attempt(held: Held): Promise<Outcome> {
+  attempt(held: Held): Promise<Outcome> {
+    const attributes = { 'moltbridge.stage': held.progress.stage, 'moltbridge.calls': held.calls }
+    return traced('forward.attempt', () => this.advanceAll(held), { parent: held.trace ?? null, attributes })
+  }
+
+  private async advanceAll(held: Held): Promise<Outcome> {
     try {
       for (;;) {
         const outcome = await this.advance(held)

@@ -5,6 +5,7 @@ import type { Log } from '../logger.js'
 import type { Metrics } from '../metrics.js'
 import { OutageLog } from '../shared/outage-log.js'
 import { timedCall } from '../shared/timed-call.js'
+import { traced } from '../tracing/spans.js'
 import type { BucketStore, Decision } from './bucket-store.js'
 import type { OverrideLimits } from './overrides.js'
 import { limitsOf, type Action, type BucketPolicy, type Policies } from './policies.js'
@@ -93,7 +94,11 @@ export class Limiter {
   }
 
   /** One atomic decision on the bucket of `agentId` for `action`; applies the fail mode, never throws for Redis. */
-  async take(action: Action, agentId: string): Promise<Decision> {
+  take(action: Action, agentId: string): Promise<Decision> {
+    return traced('bucket.take', () => this.decide(action, agentId), { attributes: { 'moltbridge.action': action } })
+  }
+
+  private async decide(action: Action, agentId: string): Promise<Decision> {
     const policy = this.effective(action, agentId)
     if (!this.shared) return this.counted(action, policy, await this.local.take(agentId, action, policy))
     const { store, timeoutMs, failMode } = this.shared

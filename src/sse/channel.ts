@@ -2,6 +2,7 @@ import { compareEventIds, formatPosition, type Position } from '../events/event-
 import type { EventBus } from '../events/event-bus.js'
 import type { StoredEvent, Topic } from '../events/event-store.js'
 import type { Membership } from '../events/live-topics.js'
+import { tracedSync } from '../tracing/spans.js'
 import { serializeEvent, type SerializedEvent } from './frame.js'
 
 /** A live event as a channel hands it on: from topic `index`, with the channel's position after it. */
@@ -76,7 +77,12 @@ export class Channel {
     position[index] = stored.id
     this.position = position
     const event = serializeEvent(stored, formatPosition(position))
-    for (const listener of this.listeners) listener.event({ index, event, position })
+    const deliver = () => {
+      for (const listener of this.listeners) listener.event({ index, event, position })
+    }
+    // The publisher's trace ends here, on each replica: handed to this replica's streams of that feed.
+    if (stored.trace) tracedSync('sse.deliver', deliver, { parent: stored.trace, attributes: { 'moltbridge.streams': this.listeners.size } })
+    else deliver()
   }
 
   private lost(): void {

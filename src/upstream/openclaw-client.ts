@@ -1,8 +1,10 @@
+import { SpanKind } from '@opentelemetry/api'
 import { EventEmitter } from 'node:events'
 import { Pool, errors } from 'undici'
 import type { Metrics } from '../metrics.js'
 import { clampDelay } from '../shared/clock.js'
 import { scoreEventValidator, toRating, toScoreEvent, type Rating, type ScoreEvent } from '../rating.js'
+import { activeTraceparent, traced } from '../tracing/spans.js'
 import { outcomeOf, UpstreamError, type Source } from './errors.js'
 import { parseRetryAfter } from './retry-after.js'
 
@@ -56,7 +58,7 @@ export class OpenClawClient {
   async rate(rating: Rating, source: Source): Promise<ScoreEvent> {
     const stop = this.metrics.forwardDuration.startTimer({ source })
     try {
-      const score = await this.call(rating)
+      const score = await traced('openclaw.rate', () => this.call(rating), { kind: SpanKind.CLIENT })
       this.metrics.forwardAttempts.inc({ source, outcome: '2xx' })
       return score
     } catch (err) {
@@ -83,7 +85,7 @@ export class OpenClawClient {
       response = await this.pool.request({
         method: 'POST',
         path: this.path,
-        headers: this.headers,
+        headers: withTraceparent(this.headers),
         body: JSON.stringify(toRating(rating)),
         signal: deadline
       })
@@ -116,4 +118,10 @@ export class OpenClawClient {
     }
     return toScoreEvent(body)
   }
+}
+
+/** OpenClaw's own tracing joins the rating's trace (W3C `traceparent`), when tracing is on. */
+function withTraceparent(headers: Record<string, string>): Record<string, string> {
+  const traceparent = activeTraceparent()
+  return traceparent ? { ...headers, traceparent } : headers
 }
