@@ -10,10 +10,6 @@ export interface Teardown {
   teardown(fn: () => unknown): void
 }
 
-// The suite runs the TypeScript sources through tsx (`--import=tsx`, see package.json "tap"),
-// which @fastify/autoload does not detect by itself.
-process.env.FASTIFY_AUTOLOAD_TYPESCRIPT ??= '1'
-
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 export const TEST_SECRET = 'moltbridge-test-secret-0123456789abcdef'
 
