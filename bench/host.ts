@@ -6,7 +6,7 @@ import rateLimit from '@fastify/rate-limit'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { createServer, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { Socket, type AddressInfo } from 'node:net'
 import { Pool } from 'undici'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
@@ -23,12 +23,35 @@ export type HostCommand =
   | { cmd: 'raw-sse' }
   | { cmd: 'publish'; events: ScoreEvent[] }
   | { cmd: 'rss' }
+  | { cmd: 'writes' }
   | { cmd: 'stop' }
 
 let close: () => Promise<void> = async () => {}
 let publish: (event: ScoreEvent) => unknown = () => {}
 
 const portOf = (address: AddressInfo | string | null) => (address as AddressInfo).port
+
+/** Socket writes handed to libuv by this process since the last `writes` command, by peer. */
+const writes = new Map<string, number>()
+let countingWrites = false
+
+/**
+ * Counts every socket write (net.Socket's one internal write path, `_writeGeneric`, also taken by
+ * writev): `client` for connections this process accepted, else the peer's port. From the first
+ * `writes` command on; a counter increment per write.
+ */
+function countWrites(): void {
+  if (countingWrites) return
+  countingWrites = true
+  type Writer = { _writeGeneric(this: Socket & { server?: unknown }, ...args: unknown[]): unknown }
+  const proto = Socket.prototype as unknown as Writer
+  const write = proto._writeGeneric
+  proto._writeGeneric = function (...args) {
+    const peer = this.server ? 'client' : String(this.remotePort)
+    writes.set(peer, (writes.get(peer) ?? 0) + 1)
+    return write.apply(this, args)
+  }
+}
 
 async function listen(app: FastifyInstance): Promise<string> {
   await app.listen({ port: 0, host: '127.0.0.1' })
@@ -125,6 +148,12 @@ process.on('message', async (message: HostCommand) => {
         // Answered once every event is published (the gateway's publishes are in Redis then).
         await Promise.all(message.events.map((event) => publish(event)))
         return reply({ ok: true })
+      case 'writes': {
+        countWrites()
+        const counted = Object.fromEntries(writes)
+        writes.clear()
+        return reply({ writes: counted })
+      }
       case 'rss':
         globalThis.gc?.()
         return reply({ rss: process.memoryUsage().rss })

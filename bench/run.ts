@@ -645,6 +645,95 @@ async function fanOut(): Promise<void> {
   }
 }
 
+/** Per unit of work: Redis commands, and socket writes to the client, to Redis and to OpenClaw. */
+interface PerUnit {
+  redisCommands: number
+  /** Script calls (EVALSHA/EVAL): each a round trip, its inner commands counted in redisCommands. */
+  scriptCalls: number
+  clientWrites: number
+  redisWrites: number
+  openclawWrites: number
+}
+
+/**
+ * What one REST rating and one forwarded feed rating cost in round trips and syscalls (issue 13):
+ * Redis commands from INFO commandstats of a Redis of its own (less what the replica does idle
+ * over as long: lease, depth gauge, canary), socket writes counted inside the gateway process; the
+ * bare proxy's writes beside them.
+ */
+async function counts(): Promise<void> {
+  const servers = stopper()
+  const server = await startRedisServer()
+  servers.teardown(() => server.stop())
+  const redis = new Redis(server.url)
+  const openclaw = await startOpenClaw({ apiKey: 'bench-key' })
+  const moltbook = await startMoltbook({ rate: 0 })
+  const child = new Child('host.js')
+  const units = quick ? 2000 : 10_000
+  try {
+    const env = gatewayEnv({ REDIS_URL: server.url, MOLTBOOK_URL: moltbook.url, OPENCLAW_URL: openclaw.url, OPENCLAW_API_KEY: 'bench-key' })
+    const { url } = await host({ cmd: 'gateway', env }, child)
+    const ports = { redis: new URL(server.url).port, openclaw: new URL(openclaw.url).port }
+    const commands = async () => totalCalls(await commandCalls(redis))
+    const scripts = async () => {
+      const calls = await commandCalls(redis)
+      return (calls.get('evalsha') ?? 0) + (calls.get('eval') ?? 0)
+    }
+    const writesSince = async () => (await child.ask<{ writes: Record<string, number> }>({ cmd: 'writes' })).writes
+    await sleep(1000) // settled: lease taken, queue groups made
+    const idleStarted = [await commands(), performance.now()]
+    await sleep(1000)
+    const idlePerMs = ((await commands()) - idleStarted[0]) / (performance.now() - idleStarted[1])
+    const window = async (work: () => Promise<unknown>): Promise<PerUnit> => {
+      await writesSince()
+      const [before, scriptsBefore, started] = [await commands(), await scripts(), performance.now()]
+      await work()
+      const idle = idlePerMs * (performance.now() - started)
+      const [after, scriptsAfter, written] = [await commands(), await scripts(), await writesSince()]
+      return {
+        redisCommands: Math.max(0, after - before - idle) / units,
+        scriptCalls: (scriptsAfter - scriptsBefore) / units,
+        clientWrites: (written.client ?? 0) / units,
+        redisWrites: (written[ports.redis] ?? 0) / units,
+        openclawWrites: (written[ports.openclaw] ?? 0) / units
+      }
+    }
+    const body = JSON.stringify({ user_id: 'count-user', item_id: 'i1', timestamp: 1721234567, rating: 4.5 })
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${await token('count-user', 'count-agent')}` }
+    const post = (target: string) => autocannon({ url: `${target}/v1/rating`, method: 'POST', body, headers, connections: 50, amount: units })
+    const rest = await step(`counts: ${units} POST /v1/rating`, () => window(() => post(url)))
+    const before = openclaw.received.length
+    const feed = await step(`counts: ${units} feed ratings forwarded`, () =>
+      window(async () => {
+        for (let i = 0; i < units; i += 100) {
+          moltbook.send(Array.from({ length: Math.min(100, units - i) }, (_, j) => ({ user_id: `cu${i + j}`, item_id: 'c1', timestamp: 1721234567, rating: 3 })))
+        }
+        for (let waited = 0; openclaw.received.length - before < units && waited < 60_000; waited += 50) await sleep(50)
+      })
+    )
+    await host({ cmd: 'stop' }, child)
+    const { url: bare } = await host({ cmd: 'bare-proxy', openclawUrl: openclaw.url, apiKey: 'bench-key' }, child)
+    const proxied = await step(`counts: ${units} POST /v1/rating through the bare proxy`, () => window(() => post(bare)))
+    figures.counts = { rest, feed, bareProxy: proxied }
+    const show = (c: PerUnit) => `${fmt(c.redisCommands, 1)} (${fmt(c.scriptCalls, 1)} scripts); ${fmt(c.clientWrites, 2)} / ${fmt(c.redisWrites, 2)} / ${fmt(c.openclawWrites, 2)}`
+    rows.push({
+      scenario: 'Redis commands (script calls); socket writes to client / Redis / OpenClaw: per POST /v1/rating, and per forwarded feed rating (vs the bare proxy per request)',
+      moltbridge: `REST ${show(rest)}; feed ${show(feed)}`,
+      baseline: `bare proxy ${show(proxied)}`,
+      // Socket writes per request, the gateway's against the bare proxy's (the profile's biggest cost).
+      ratio: (rest.clientWrites + rest.redisWrites + rest.openclawWrites) / (proxied.clientWrites + proxied.openclawWrites),
+      target: 'printed',
+      met: true
+    })
+  } finally {
+    child.stop()
+    redis.disconnect()
+    await moltbook.close()
+    await openclaw.close()
+    await servers.stop()
+  }
+}
+
 /**
  * What tracing costs: REST load with tracing off (the default) and on (OTLP/HTTP to a local
  * sink), each in a fresh process (the SDK registers globally); and, off, the price of the span
@@ -710,7 +799,8 @@ async function main() {
     ['fanOut', fanOut],
     ['capacity', capacity],
     ['shards', shardBalance],
-    ['tracing', tracingCost]
+    ['tracing', tracingCost],
+    ['counts', counts]
   ]
   // `--only=buckets` (a name, or several with commas) runs part of the report while profiling.
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',')

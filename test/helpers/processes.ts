@@ -10,6 +10,7 @@ import { freePort } from './ports.js'
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const ENTRY = join(ROOT, 'dist/src/server.js')
+const HEALTHY_WITHIN_MS = 60_000
 const SOURCES = ['src', 'plugins', 'routes', 'bench', 'tsconfig.json', 'tsconfig.build.json', 'package.json']
 /** Several test files may build at once: one builds, the others wait and reuse its output. */
 const LOCK = join(tmpdir(), `moltbridge-build-${Buffer.from(ROOT).toString('base64url').slice(-24)}.lock`)
@@ -125,7 +126,8 @@ export async function startGateway(
 
   const url = `http://127.0.0.1:${listenPort}`
   const output = () => lines.join('\n')
-  const deadline = Date.now() + 30_000
+  // A cold start takes ~1 s here; a CI machine running other test files beside it can take far longer.
+  const deadline = Date.now() + HEALTHY_WITHIN_MS
   for (;;) {
     if (!alive()) throw new Error(`gateway ${name} exited before it was healthy:\n${output()}`)
     const ok = await fetch(`${url}/healthz`).then(
@@ -135,7 +137,7 @@ export async function startGateway(
     if (ok) break
     if (Date.now() > deadline) {
       await stop('SIGKILL')
-      throw new Error(`gateway ${name} not healthy within 30 s:\n${output()}`)
+      throw new Error(`gateway ${name} not healthy within ${HEALTHY_WITHIN_MS / 1000} s:\n${output()}`)
     }
     await sleep(100)
   }
