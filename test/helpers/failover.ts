@@ -90,7 +90,7 @@ export async function failoverUnderSse(t: Test, redis: Record<string, string>): 
     await waitFor('pipeline caught up', caughtUp, 15_000)
     const killedAt = performance.now()
     await gw.stop('SIGKILL')
-    await waitFor('the feed sees no dead socket', () => feed.clients() <= 1, 5000)
+    await waitFor('the feed sees no dead socket', () => feed.clients() <= 1, 20_000)
     feed.setRate(20)
     return killedAt
   }

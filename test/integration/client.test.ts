@@ -175,7 +175,7 @@ t.test(
       for (let i = 0; i < 5; i++) await cluster.publisher.events.publish(score('eve', `f-${i}`, 1, i), 'feed')
     })
     await waitFor('live again', () => got.statuses.at(-1) === 'live')
-    await waitFor('the five scores published while down', () => got.scores.length >= 5, 5000)
+    await waitFor('the five scores published while down', () => got.scores.length >= 5, 20_000)
     t.same(got.items(), ['f-0', 'f-1', 'f-2', 'f-3', 'f-4'])
   }
 )

@@ -81,7 +81,7 @@ t.test('streams reset by the client while the gateway still opens them leave not
   for (let i = 0; i < 10; i++) h2Stream(session, { authorization: `Bearer ${token}`, 'last-event-id': since }).close()
   const witness = h2Stream(session, { authorization: `Bearer ${await mint({ sub: 'h2-rst', agent_id: 'h2-witness' })}` })
   await waitFor('the witness stream open', () => witness.body.includes('retry:'))
-  await waitFor('only the witness stream left open', async () => (await metricValue(app.metrics.sseOpen)) === 1, 5000).catch(
+  await waitFor('only the witness stream left open', async () => (await metricValue(app.metrics.sseOpen)) === 1, 20_000).catch(
     async (err: Error) => t.fail(`${err.message}: ${await metricValue(app.metrics.sseOpen)} open`)
   )
   t.equal(await metricValue(app.metrics.sseOpen), 1, 'every reset stream was let go')

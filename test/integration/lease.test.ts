@@ -117,7 +117,7 @@ t.test('replicas sharing Redis: exactly one reads the feed, another takes over w
 
   await leader.close()
   const rest = replicas.filter((r) => r !== leader)
-  await waitFor('another replica leads', async () => (await Promise.all(rest.map(leaseOf))).some((d) => d.leader), 2000)
+  await waitFor('another replica leads', async () => (await Promise.all(rest.map(leaseOf))).some((d) => d.leader), 10_000)
   const after = await Promise.all(rest.map(leaseOf))
   t.equal(after.filter((d) => d.leader).length, 1, 'exactly one new leader')
   t.ok(after.find((d) => d.leader)!.fence! > leaders[0].fence!, 'new term, larger token')
