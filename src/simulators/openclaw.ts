@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import { RatingSchema, type Rating, type ScoreEvent } from '../rating.js'
 import { Compile } from 'typebox/compile'
+import { seededRandom } from './random.js'
 
 /** How the simulator behaves right now; every field can be switched at run time with `set`. */
 export interface OpenClawMode {
@@ -21,6 +22,12 @@ export interface OpenClawMode {
   answer: 'score' | 'not-a-score' | 'other-rating'
   /** Poison ratings: those of these items are refused with this status (a 4xx) every time. */
   refuse: { status: number; items: string[] } | null
+  /**
+   * Seeded chaos: phases of a few requests each, answered 200 (the normal path), 503, or 429 with
+   * `Retry-After` 1 or 2 s, every answer delayed by up to `maxLatencyMs`. The same seed gives the
+   * same sequence of answers for the same sequence of requests.
+   */
+  flapping: { seed: number; maxLatencyMs: number } | null
 }
 
 export interface Received {
@@ -28,6 +35,8 @@ export interface Received {
   authorization: string | undefined
   /** Date.now() when the request was read. */
   at: number
+  /** The status it was answered with (unset while unanswered, or never answered). */
+  status?: number
 }
 
 export interface OpenClawSimulator {
@@ -38,6 +47,8 @@ export interface OpenClawSimulator {
   set(mode: Partial<OpenClawMode>): Promise<void>
   /** How many requests arrived for one `(user_id, item_id, timestamp)` key. */
   count(key: Pick<Rating, 'user_id' | 'item_id' | 'timestamp'>): number
+  /** Requests read and not answered yet (stalled ones included). */
+  inFlight(): number
   close(): Promise<void>
 }
 
@@ -59,6 +70,23 @@ export function personalize(rating: Rating): ScoreEvent {
 
 function keyOf(value: Pick<Rating, 'user_id' | 'item_id' | 'timestamp'>): string {
   return `${value.user_id}\u0000${value.item_id}\u0000${value.timestamp}`
+}
+
+type Flap = { status: 200 | 503 | 429; retryAfterS: number; latencyMs: number }
+
+/** The answers of `flapping` mode, one per request, from a seeded PRNG. */
+function flapper({ seed, maxLatencyMs }: NonNullable<OpenClawMode['flapping']>): () => Flap {
+  const random = seededRandom(seed)
+  let left = 0
+  let phase: Omit<Flap, 'latencyMs'> = { status: 200, retryAfterS: 0 }
+  return () => {
+    if (left-- <= 0) {
+      left = 2 + Math.floor(random() * 12)
+      const draw = random()
+      phase = { status: draw < 0.5 ? 200 : draw < 0.75 ? 503 : 429, retryAfterS: 1 + Math.floor(random() * 2) }
+    }
+    return { ...phase, latencyMs: Math.floor(random() * maxLatencyMs) }
+  }
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
@@ -94,8 +122,11 @@ export async function startOpenClaw(options: OpenClawOptions = {}): Promise<Open
     down: false,
     stall: options.stall ?? false,
     answer: options.answer ?? 'score',
-    refuse: options.refuse ?? null
+    refuse: options.refuse ?? null,
+    flapping: options.flapping ?? null
   }
+  let flap = state.flapping ? flapper(state.flapping) : null
+  let inFlight = 0
   const received: Received[] = []
   const counts = new Map<string, number>()
   const timers = new Set<NodeJS.Timeout>()
@@ -103,30 +134,41 @@ export async function startOpenClaw(options: OpenClawOptions = {}): Promise<Open
   const rate = async (req: IncomingMessage, res: ServerResponse) => {
     const text = await readBody(req)
     const body = parse(text)
-    received.push({ body, authorization: req.headers.authorization, at: Date.now() })
+    const entry: Received = { body, authorization: req.headers.authorization, at: Date.now() }
+    received.push(entry)
+    inFlight++
+    res.once('close', () => inFlight--)
+    const answer = (status: number, answerBody: unknown, headers?: Record<string, string>) => {
+      entry.status = status
+      sendJson(res, status, answerBody, headers)
+    }
     if (validRating.Check(body)) counts.set(keyOf(body), (counts.get(keyOf(body)) ?? 0) + 1)
     if (state.stall) return // never answered; closed with the server
-    if (state.latencyMs > 0) {
+    const flapped = flap?.()
+    const latencyMs = state.latencyMs + (flapped?.latencyMs ?? 0)
+    if (latencyMs > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           timers.delete(timer)
           resolve()
-        }, state.latencyMs)
+        }, latencyMs)
         timers.add(timer)
       })
     }
-    if (req.headers.authorization !== `Bearer ${apiKey}`) return sendJson(res, 401, { error: 'invalid api key' })
+    if (req.headers.authorization !== `Bearer ${apiKey}`) return answer(401, { error: 'invalid api key' })
     if (state.limited) {
       const { retryAfterS, count } = state.limited
       if (count !== undefined) state.limited = count > 1 ? { retryAfterS, count: count - 1 } : null
-      return sendJson(res, 429, { error: 'rate limited' }, { 'retry-after': String(retryAfterS) })
+      return answer(429, { error: 'rate limited' }, { 'retry-after': String(retryAfterS) })
     }
-    if (state.errorRate > 0 && Math.random() < state.errorRate) return sendJson(res, 500, { error: 'simulated failure' })
-    if (!validRating.Check(body)) return sendJson(res, 400, { error: 'invalid rating' })
-    if (state.refuse?.items.includes(body.item_id)) return sendJson(res, state.refuse.status, { error: 'rating refused' })
-    if (state.answer === 'not-a-score') return sendJson(res, 200, { score: 'not a score event' })
+    if (flapped?.status === 429) return answer(429, { error: 'rate limited' }, { 'retry-after': String(flapped.retryAfterS) })
+    if (flapped?.status === 503) return answer(503, { error: 'simulated outage' })
+    if (state.errorRate > 0 && Math.random() < state.errorRate) return answer(500, { error: 'simulated failure' })
+    if (!validRating.Check(body)) return answer(400, { error: 'invalid rating' })
+    if (state.refuse?.items.includes(body.item_id)) return answer(state.refuse.status, { error: 'rating refused' })
+    if (state.answer === 'not-a-score') return answer(200, { score: 'not a score event' })
     const score = personalize(body)
-    sendJson(res, 200, state.answer === 'other-rating' ? { ...score, user_id: `${score.user_id}-other` } : score)
+    answer(200, state.answer === 'other-rating' ? { ...score, user_id: `${score.user_id}-other` } : score)
   }
 
   const control = async (req: IncomingMessage, res: ServerResponse) => {
@@ -169,12 +211,14 @@ export async function startOpenClaw(options: OpenClawOptions = {}): Promise<Open
     async set(mode) {
       const { down, ...rest } = mode
       Object.assign(state, rest)
+      if ('flapping' in rest) flap = state.flapping ? flapper(state.flapping) : null
       if (down === undefined || down === state.down) return
       state.down = down
       if (down) await stop()
       else await listen(port)
     },
     count: (key) => counts.get(keyOf(key)) ?? 0,
+    inFlight: () => inFlight,
     async close() {
       for (const timer of timers) clearTimeout(timer)
       if (!state.down) await stop()

@@ -30,7 +30,7 @@ export interface SseClient {
 }
 
 /** Parses an SSE body (WHATWG rules, enough for tests): fields until a blank line. */
-function parser(onMessage: (message: SseMessage) => void) {
+export function parser(onMessage: (message: SseMessage) => void) {
   let rest = ''
   let current: SseMessage = {}
   return (chunk: string) => {
