@@ -54,7 +54,7 @@ export default fp(
         deadLetters,
         take: (action, agent) => app.buckets.take(action, agent),
         rate: (rating) => app.openclaw.rate(rating, 'feed'),
-        publish: (event) => app.events.publish(event, 'feed'),
+        publish: (event, mark) => app.events.publish(event, 'feed', mark),
         metrics: app.metrics,
         log: app.log
       },
@@ -69,7 +69,7 @@ export default fp(
     )
     forwarder.start()
     app.decorate('forwarder', forwarder)
-    app.decorate('deadLetters', new DeadLetters(deadLetters, queue))
+    app.decorate('deadLetters', new DeadLetters(deadLetters, queue, dedup))
     app.addHook('onClose', async () => {
       await forwarder.close()
       await deadLetters.close()

@@ -4,7 +4,11 @@ import { BEARER, errorResponses, HttpError } from '../../src/errors.js'
 import { FeedRatingSchema } from '../../src/rating.js'
 
 const Params = Type.Object({ id: Type.String({ pattern: '^\\d{1,15}-\\d{1,15}$', description: 'A dead letter id' }) })
-const Query = Type.Object({ limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }) }, { additionalProperties: false })
+// Query strings are not coerced (v1 is strict about types): `limit` is digits, read as a number.
+const Query = Type.Object(
+  { limit: Type.Optional(Type.String({ pattern: '^([1-9][0-9]{0,2}|1000)$', description: 'How many, 1 to 1000 (default 100)' })) },
+  { additionalProperties: false }
+)
 const DeadLetter = Type.Object({
   id: Type.String(),
   rating: FeedRatingSchema,
@@ -27,7 +31,7 @@ const deadLetters: FastifyPluginAsyncTypebox = async (app) => {
       schema: { ...common, summary: 'Dead-lettered ratings, oldest first', querystring: Query, response: { 200: List, ...errorResponses(400, 401, 403) } }
     },
     async (request) => {
-      const [total, letters] = await Promise.all([app.deadLetters.size(), app.deadLetters.list(request.query.limit)])
+      const [total, letters] = await Promise.all([app.deadLetters.size(), app.deadLetters.list(Number(request.query.limit ?? 100))])
       return { total, dead_letters: letters }
     }
   )

@@ -4,7 +4,7 @@ import type { StoreBudget } from '../shared/store-budget.js'
 import type { Clock } from '../shared/clock.js'
 import { activeTraceparent, traced } from '../tracing/spans.js'
 import type { Source } from '../upstream/errors.js'
-import type { EventStore, Topic, TopicRead } from './event-store.js'
+import type { EventStore, PublishMark, Topic, TopicRead } from './event-store.js'
 import { LiveTopics, type Membership, type TopicListener } from './live-topics.js'
 
 export interface EventBusOptions {
@@ -41,10 +41,13 @@ export class EventBus {
     })
   }
 
-  /** Stores in the user's history, remembers as latest score, publishes live; resolves to its id in the user's history. */
-  publish(event: ScoreEvent, source: Source): Promise<string> {
+  /**
+   * Stores in the user's history, remembers as latest score, publishes live, sets `mark` in the
+   * same step; resolves to its id in the user's history.
+   */
+  publish(event: ScoreEvent, source: Source, mark?: PublishMark): Promise<string> {
     return traced('events.publish', async () => {
-      const id = await this.store.publish(toScoreEvent(event), activeTraceparent())
+      const id = await this.store.publish(toScoreEvent(event), activeTraceparent(), mark)
       this.options.published.inc({ source })
       return id
     })

@@ -10,6 +10,17 @@ export interface StoredEvent {
 }
 
 /**
+ * A key set in the same atomic step as a publish, in the user's hash slot: the forwarder's dedup
+ * mark, so a replica dying between "marked forwarded" and "published" cannot leave one without
+ * the other (Redis stores only; a memory store is lost with its process anyway).
+ */
+export interface PublishMark {
+  key: string
+  value: string
+  ttlS: number
+}
+
+/**
  * A history with a live channel: a user's events, or one partition of every user's events
  * (`ratings:all`). Ids are ordered within a topic only. The store names its topics.
  */
@@ -69,9 +80,10 @@ export interface LiveSink {
 export interface EventStore {
   /**
    * Stores the event in its user's history (and `ratings:all`), publishes it live (with `trace`,
-   * a traceparent, when given); resolves to its id in the user's history.
+   * a traceparent, when given), and sets `mark` in the same step; resolves to its id in the
+   * user's history.
    */
-  publish(event: ScoreEvent, trace?: string): Promise<string>
+  publish(event: ScoreEvent, trace?: string, mark?: PublishMark): Promise<string>
   latest(userId: string, items: string[]): Promise<ScoreEvent[]>
   userTopic(userId: string): Topic
   /** The `ratings:all` partitions, in position order. */

@@ -9,7 +9,7 @@ import { newReplicaId } from '../shared/replica-id.js'
 import { timedCall, type CallMetrics } from '../shared/timed-call.js'
 import { withTimeout } from '../shared/timeout.js'
 import { compareEventIds, START_ID } from './event-id.js'
-import { nothingHeld, type EventLimits, type EventStore, type LiveSink, type StoredEvent, type Topic, type TopicRead } from './event-store.js'
+import { nothingHeld, type EventLimits, type EventStore, type LiveSink, type PublishMark, type StoredEvent, type Topic, type TopicRead } from './event-store.js'
 
 /*
  * Redis layout, per user in the user's slot: the history, a Redis Stream whose entry ids are the
@@ -51,11 +51,14 @@ end
 `
 
 /**
- * KEYS events, scores; ARGV json, item, historyMax, historyTtl, scoresTtl, channel, traced (the
- * traceparent and a space, or '': what goes between the id and the json of the live message).
+ * KEYS events, scores, mark; ARGV json, item, historyMax, historyTtl, scoresTtl, channel, traced
+ * (the traceparent and a space, or '': what goes between the id and the json of the live
+ * message), mark value, mark TTL (s; 0: no mark, KEYS[3] is then any key of the user's slot).
  */
 const PUBLISH_USER = `${APPEND}
-return user(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+local id = user(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+if tonumber(ARGV[9]) > 0 then redis.call('SET', KEYS[3], ARGV[8], 'EX', ARGV[9]) end
+return id
 `
 
 /** KEYS partition events; ARGV json, partition max, channel, traced. */
@@ -64,10 +67,11 @@ all(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4])
 return 1
 `
 
-/** Single Redis: both in one atomic step (KEYS of the two above, ARGV of the user's then partition max and channel). */
+/** Single Redis: both in one atomic step (KEYS and ARGV of the user's, then the partition's events, max and channel). */
 const PUBLISH_BOTH = `${APPEND}
 local id = user(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], ARGV[7])
-all(KEYS[3], ARGV[1], tonumber(ARGV[8]), ARGV[9], ARGV[7])
+if tonumber(ARGV[9]) > 0 then redis.call('SET', KEYS[3], ARGV[8], 'EX', ARGV[9]) end
+all(KEYS[4], ARGV[1], tonumber(ARGV[10]), ARGV[11], ARGV[7])
 return id
 `
 
@@ -97,18 +101,22 @@ declare module 'ioredis' {
     moltbridgeEventsUser(
       events: string,
       scores: string,
+      mark: string,
       json: string,
       item: string,
       historyMax: number,
       historyTtl: number,
       scoresTtl: number,
       channel: string,
-      traced: string
+      traced: string,
+      markValue: string,
+      markTtl: number
     ): Result<string, Context>
     moltbridgeEventsAll(events: string, json: string, max: number, channel: string, traced: string): Result<number, Context>
     moltbridgeEventsBoth(
       events: string,
       scores: string,
+      mark: string,
       allEvents: string,
       json: string,
       item: string,
@@ -117,6 +125,8 @@ declare module 'ioredis' {
       scoresTtl: number,
       channel: string,
       traced: string,
+      markValue: string,
+      markTtl: number,
       allMax: number,
       allChannel: string
     ): Result<string, Context>
@@ -161,9 +171,9 @@ export class RedisEventStore implements EventStore {
     private readonly options: RedisEventStoreOptions
   ) {
     defineScripts(redis, {
-      EventsUser: { keys: 2, lua: PUBLISH_USER },
+      EventsUser: { keys: 3, lua: PUBLISH_USER },
       EventsAll: { keys: 1, lua: PUBLISH_ALL },
-      EventsBoth: { keys: 3, lua: PUBLISH_BOTH },
+      EventsBoth: { keys: 4, lua: PUBLISH_BOTH },
       EventsRead: { keys: 1, lua: READ }
     })
     this.canaryChannel = keys.canary(options.replicaId ?? newReplicaId())
@@ -172,21 +182,24 @@ export class RedisEventStore implements EventStore {
     this.stopResync = options.subscriber.onReconnect((subscribed) => this.sink.resync(subscribed))
   }
 
-  publish(event: ScoreEvent, trace?: string): Promise<string> {
-    return timedCall(this.options.metrics, 'publish', PUBLISH_TIMEOUT_MS, () => this.write(event, trace ? `${trace} ` : ''))
+  publish(event: ScoreEvent, trace?: string, mark?: PublishMark): Promise<string> {
+    return timedCall(this.options.metrics, 'publish', PUBLISH_TIMEOUT_MS, () => this.write(event, trace ? `${trace} ` : '', mark))
   }
 
-  private async write(event: ScoreEvent, traced: string): Promise<string> {
+  private async write(event: ScoreEvent, traced: string, mark: PublishMark | undefined): Promise<string> {
     const { historyMax, historyTtlS, scoresTtlS, allPartitions } = this.options
     const { keys } = this
     const events = keys.userEvents(event.user_id)
+    const scores = keys.scores(event.user_id)
     const all = keys.allEvents(partitionOf(event.user_id, allPartitions))
     const json = JSON.stringify(event)
-    const args = [json, event.item_id, historyMax, historyTtlS, scoresTtlS, keys.live(events), traced] as const
+    // No mark: the scores key stands in (same slot), with a TTL of 0 that sets nothing.
+    const [markKey, markValue, markTtl] = mark ? [mark.key, mark.value, mark.ttlS] : [scores, '', 0]
+    const args = [json, event.item_id, historyMax, historyTtlS, scoresTtlS, keys.live(events), traced, markValue, markTtl] as const
     if (!this.redis.isCluster) {
-      return this.redis.moltbridgeEventsBoth(events, keys.scores(event.user_id), all, ...args, this.allMax, keys.live(all))
+      return this.redis.moltbridgeEventsBoth(events, scores, markKey, all, ...args, this.allMax, keys.live(all))
     }
-    const id = await this.redis.moltbridgeEventsUser(events, keys.scores(event.user_id), ...args)
+    const id = await this.redis.moltbridgeEventsUser(events, scores, markKey, ...args)
     await this.redis.moltbridgeEventsAll(all, json, this.allMax, keys.live(all), traced)
     return id
   }

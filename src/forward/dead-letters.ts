@@ -2,6 +2,7 @@ import type { FeedRating } from '../rating.js'
 import { feedRatingValidator } from '../rating.js'
 import type { RedisClient } from '../redis/client.js'
 import type { Keys } from '../redis/keys.js'
+import type { DedupStore } from './dedup.js'
 import type { QueueStore } from './queue.js'
 
 /** Why OpenClaw's answer will not change on a retry: a 4xx other than 429, or a 2xx that is not the score event. */
@@ -141,6 +142,8 @@ export class DeadLetters {
   constructor(
     private readonly store: DeadLetterStore,
     private readonly queue: Pick<QueueStore, 'add'>,
+    /** A dead-lettered rating is marked handled: a retry forgets that first, or it would be acked unforwarded. */
+    private readonly dedup: Pick<DedupStore, 'forget'>,
     private readonly now: () => number = Date.now
   ) {}
 
@@ -159,6 +162,7 @@ export class DeadLetters {
   async retry(id: string): Promise<boolean> {
     const letter = await this.store.get(id)
     if (!letter) return false
+    await this.dedup.forget(letter.rating)
     await this.queue.add([{ rating: letter.rating, readAt: this.now() }])
     await this.store.remove(id)
     return true

@@ -3,6 +3,7 @@ import type { Result } from 'ioredis'
 import type { RedisClient } from '../redis/client.js'
 import { dedupKey, type Rating } from '../rating.js'
 import type { Keys } from '../redis/keys.js'
+import type { PublishMark } from '../events/event-store.js'
 import { COMPARE_AND_DELETE, defineScripts } from '../redis/scripts.js'
 
 /**
@@ -22,8 +23,15 @@ export interface DedupStore {
   claim(rating: Rating, claimMs: number): Promise<ClaimResult>
   /** Forwarded: remember it for the dedup TTL. */
   done(rating: Rating): Promise<void>
+  /**
+   * The same as `done`, as a key for the event store to set in the publish's atomic step (Redis:
+   * the key shares the user's hash slot); null when `done` must be called instead (memory).
+   */
+  publishMark(rating: Rating): PublishMark | null
   /** Not forwarded after all: drop our claim (only ours) so it can be tried again. */
   release(rating: Rating): Promise<void>
+  /** Whatever is remembered of it goes: an operator retries a dead-lettered rating. */
+  forget(rating: Rating): Promise<void>
   close(): Promise<void>
 }
 
@@ -67,8 +75,16 @@ export class RedisDedupStore implements DedupStore {
     await this.redis.set(this.key(rating), DONE, 'EX', this.options.ttlSeconds)
   }
 
+  publishMark(rating: Rating): PublishMark {
+    return { key: this.key(rating), value: DONE, ttlS: this.options.ttlSeconds }
+  }
+
   async release(rating: Rating): Promise<void> {
     await this.redis.moltbridgeCompareAndDelete(this.key(rating), this.token)
+  }
+
+  async forget(rating: Rating): Promise<void> {
+    await this.redis.del(this.key(rating))
   }
 
   /** The connection is the app's: nothing of its own to close. */
@@ -108,9 +124,17 @@ export class MemoryDedupStore implements DedupStore {
     this.states.set(dedupKey(rating), DONE)
   }
 
+  publishMark(): null {
+    return null
+  }
+
   async release(rating: Rating): Promise<void> {
     const key = dedupKey(rating)
     if (this.states.get(key) === 'inflight') this.states.delete(key)
+  }
+
+  async forget(rating: Rating): Promise<void> {
+    this.states.delete(dedupKey(rating))
   }
 
   async close(): Promise<void> {

@@ -5,6 +5,7 @@ import type { OutageLog } from '../shared/outage-log.js'
 import { traced } from '../tracing/spans.js'
 import { refusedForGood, UpstreamError } from '../upstream/errors.js'
 import type { DeadLetterReason, DeadLetterStore } from './dead-letters.js'
+import type { PublishMark } from '../events/event-store.js'
 import type { DedupStore } from './dedup.js'
 import type { QueueStore } from './queue.js'
 
@@ -28,22 +29,25 @@ export interface StageDeps {
   /** OpenClaw: the score event for a rating, or an UpstreamError. */
   rate(rating: Rating): Promise<ScoreEvent>
   /** Stores the score event in the user's history and fans it out. */
-  publish(event: ScoreEvent): Promise<unknown>
+  /** `mark`: the dedup mark, set in the publish's own atomic step. */
+  publish(event: ScoreEvent, mark?: PublishMark): Promise<unknown>
   metrics: Pick<Metrics, 'queueDepth' | 'dedupHits' | 'forwardDelayed' | 'feedToPublish' | 'forwardDeadLettered'>
   log: Log
 }
 
 /**
  * Where a held rating stands, in order: `claim` the dedup key (a duplicate goes straight to
- * `ack`), `charge` the agent's forward token, `call` OpenClaw, `remember` it as forwarded,
- * `publish` the score, `ack` the queue entry. A rating OpenClaw refuses for good goes from
- * `call` to `deadletter` (set aside, claim given back), then `ack`. A retry resumes at its
+ * `ack`), `charge` the agent's forward token, `call` OpenClaw, `remember` it as forwarded and
+ * `publish` the score (with Redis, one atomic step), `ack` the queue entry. A rating OpenClaw
+ * refuses for good goes from `call` to `deadletter` (set aside and marked handled, so a replica
+ * that reclaims the entry does not call OpenClaw again), then `ack`. A retry resumes at its
  * stage; a stop at `charge` or `call` gives the claim back and resumes at `claim` (a token paid
  * stays paid).
  */
 export type Progress =
   | { stage: 'claim' | 'charge' | 'call' | 'ack' }
-  | { stage: 'remember' | 'publish'; score: ScoreEvent }
+  | { stage: 'remember'; score: ScoreEvent }
+  | { stage: 'publish'; score: ScoreEvent; mark: PublishMark | null }
   | { stage: 'deadletter'; reason: DeadLetterReason; status: number | null; detail: string }
 
 /** One rating this replica works on: read from the queue, not yet acknowledged. */
@@ -127,12 +131,16 @@ export class RatingStages {
       }
       case 'call':
         return this.call(held)
-      case 'remember':
-        await this.deps.dedup.done(rating)
-        held.progress = { stage: 'publish', score: progress.score }
+      case 'remember': {
+        // With Redis the mark goes with the publish, in one atomic step: a replica dying in
+        // between cannot leave the rating marked forwarded with its score never published.
+        const mark = this.deps.dedup.publishMark(rating)
+        if (!mark) await this.deps.dedup.done(rating)
+        held.progress = { stage: 'publish', score: progress.score, mark }
         return null
+      }
       case 'publish':
-        await this.deps.publish(progress.score)
+        await this.deps.publish(progress.score, progress.mark ?? undefined)
         this.deps.metrics.feedToPublish.observe(Math.max(0, Date.now() - held.readAt) / 1000)
         held.progress = { stage: 'ack' }
         return null
@@ -165,14 +173,18 @@ export class RatingStages {
     }
   }
 
-  /** Sets the rating aside for an operator (admin API) and gives its claim back, so a retry of it is forwarded. */
+  /**
+   * Sets the rating aside for an operator (admin API) and marks it handled: a replica that
+   * reclaims the entry (this one died or stalled before the ack) acks it instead of calling
+   * OpenClaw and dead-lettering it a second time. An operator's retry forgets the mark.
+   */
   private async deadLetter(held: Held, { reason, status, detail }: Extract<Progress, { stage: 'deadletter' }>): Promise<void> {
     const { deadLetters, dedup, metrics, log } = this.deps
     await deadLetters.add({ rating: held.rating, reason, status, detail, attempts: held.calls, at: Date.now() })
     metrics.forwardDeadLettered.inc({ reason })
     log.warn({ entry: held.id, reason, status, attempts: held.calls }, 'rating dead-lettered: OpenClaw refused it for good')
-    await dedup.release(held.rating).catch(() => {
-      /* the claim expires by itself */
+    await dedup.done(held.rating).catch(() => {
+      /* unmarked: a replica that reclaims the entry may set it aside a second time; nothing is lost */
     })
   }
 }

@@ -8,14 +8,11 @@
  * Replay a run with CHAOS_SEED=<seed printed by the run> (it fixes OpenClaw's answers and the
  * chaos schedule; the processes' timing still varies).
  *
- * Two gateway defects this test can hit (rarely: they need the chaos to land in a window of a
- * few milliseconds), reported with the issue, not worked around here:
- * - a replica SIGKILLed between marking a rating forwarded (dedup `done`) and publishing its
- *   score: the replica that reclaims the entry finds `done` and acknowledges it unpublished, so
- *   the subscriber never gets that score (rating-stages: `remember` comes before `publish`);
- * - a poison rating whose 422 comes back just as Redis freezes: the entry, idle longer than
- *   QUEUE_CLAIM_MS by the time Redis answers again, is reclaimed by the other replica, called
- *   again and dead-lettered a second time (dead-lettering gives the dedup claim back).
+ * It found two defects, fixed since (tests named after them: test/unit/forwarder.test.ts, "a
+ * dead-lettered rating whose entry comes back"; test/integration/forwarder.test.ts, "a score that
+ * cannot be published leaves its rating unmarked"): a replica SIGKILLed between marking a rating
+ * forwarded and publishing its score lost that score (seed 1134643024); a poison rating reclaimed
+ * after a Redis freeze was dead-lettered twice (seed 2988666598).
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'

@@ -57,6 +57,10 @@ t.test('dead letters: retry once puts the rating back in the queue, drop removes
   await waitFor('both dead-lettered', async () => (await app.deadLetters.size()) === 2)
   const letters = (await app.inject({ url: '/admin/dead-letters', headers: admin })).json().dead_letters as { id: string; rating: { item_id: string } }[]
   const idOf = (item: string) => letters.find((d) => d.rating.item_id === item)?.id ?? ''
+  const limited = await app.inject({ url: '/admin/dead-letters?limit=1', headers: admin })
+  t.same([limited.statusCode, limited.json().total, limited.json().dead_letters.length], [200, 2, 1], '?limit=1: the oldest one, the total beside it')
+  const tooMany = await app.inject({ url: '/admin/dead-letters?limit=1001', headers: admin })
+  t.same([tooMany.statusCode, tooMany.json().message], [400, 'querystring/limit must match pattern "^([1-9][0-9]{0,2}|1000)$"'], 'a limit over 1000 is a 400 naming the field')
 
   // OpenClaw accepts it now (the operator fixed what was wrong): one retry forwards it.
   await sim.set({ refuse: { status: 400, items: ['hopeless'] } })

@@ -77,3 +77,25 @@ t.test('an agent over its forward bucket is delayed, not dropped, while another 
   for (const r of [...slow, ...fast]) t.equal(sim.count(r), 1, `${r.item_id} forwarded once`)
   t.ok((await metricValue(app.metrics.forwardDelayed, { reason: 'bucket' })) >= 1, 'counted as bucket delays')
 })
+
+t.test('a score that cannot be published leaves its rating unmarked: the dedup mark goes with the publish, in one step', async (t) => {
+  const sim = await startTestOpenClaw(t)
+  const app = await buildTestApp(t, { ...openclawEnv(sim), FORWARD_BACKOFF_BASE_MS: '50', FORWARD_BACKOFF_MAX_MS: '200' })
+  const seen = await collect(t, app)
+  const redis = app.redis
+  if (!redis) throw new Error('this test needs Redis')
+  const rating = feedRating('mark-user', 'mark-item', 1721234600)
+  const dedupKey = app.keys.dedup(rating.user_id, rating.item_id, rating.timestamp)
+  // Every publish for this user fails (WRONGTYPE) until the key is gone: what a replica dying
+  // between "marked forwarded" and "published" would leave behind, without the death.
+  const events = app.keys.userEvents(rating.user_id)
+  await redis.set(events, 'not a stream')
+  await app.forwarder.enqueue([rating], Date.now())
+  await waitFor('OpenClaw answered', () => sim.count(rating) === 1)
+  await waitFor('publishes failing', async () => (await metricValue(app.metrics.forwardDelayed, { reason: 'backoff' })) >= 2)
+  t.not(await redis.get(dedupKey), 'done', 'not marked forwarded while its score is unpublished: a replica taking the entry over forwards it')
+  await redis.del(events)
+  await waitFor('published once Redis takes it', () => seen.length === 1)
+  t.equal(await redis.get(dedupKey), 'done', 'marked by the publish')
+  t.equal(sim.count(rating), 1, 'OpenClaw called once')
+})

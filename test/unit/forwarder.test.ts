@@ -191,8 +191,21 @@ t.test('a rating refused for good is dead-lettered and acknowledged at once: the
     { rating: poison[0], reason: 'rejected', status: 422, attempts: 1, detail: 'OpenClaw answered 422' },
     { rating: poison[1], reason: 'rejected', status: 422, attempts: 1 }
   ])
-  t.equal(await dedup.claim(poison[0], 1000), 'claimed', 'its dedup claim was given back: a retry can forward it')
+  t.equal(await dedup.claim(poison[0], 1000), 'done', 'marked handled: nobody calls OpenClaw for it again')
   t.equal(await metricValue(metrics.forwardDeadLettered, { reason: 'rejected' }), 2)
+})
+
+t.test('a dead-lettered rating whose entry comes back (reclaimed after a stall) is acked, not set aside twice', async (t) => {
+  const { forwarder, queue, deadLetters, openclaw } = startForwarder(t)
+  openclaw.answer = 'rejected'
+  const [poison] = byAgent('a', 1)
+  await forwarder.enqueue([poison], Date.now())
+  await waitFor('dead-lettered', async () => (await deadLetters.size()) === 1)
+  // What another replica sees when this one stalled before its ack: the same rating, queued again.
+  await forwarder.enqueue([poison], Date.now())
+  await waitFor('the queue empty', async () => (await queue.depth()) === 0)
+  t.equal(openclaw.count(poison.item_id), 1, 'OpenClaw called once')
+  t.equal(await deadLetters.size(), 1, 'one dead letter')
 })
 
 t.test('a failed publish is retried from the publish stage: OpenClaw is not called again', async (t) => {
