@@ -7,15 +7,20 @@
 export class ConflatingBuffer<T> {
   private readonly entries = new Map<string, { value: T; size: number }>()
   private bytes = 0
+  /** Numbers the values kept whatever their key (pushed with conflate false). */
+  private kept = 0
 
   constructor(
     private readonly keyOf: (value: T) => string,
     private readonly sizeOf: (value: T) => number = () => 1
   ) {}
 
-  /** Adds a value; true when it replaced an older one for the same key. */
-  push(value: T): boolean {
-    const key = this.keyOf(value)
+  /**
+   * Adds a value; true when it replaced an older one for the same key. With `conflate` false it
+   * replaces nothing and nothing later replaces it: it is sent whatever follows.
+   */
+  push(value: T, conflate = true): boolean {
+    const key = conflate ? this.keyOf(value) : `\u0001${++this.kept}`
     const old = this.entries.get(key)
     if (old) {
       this.entries.delete(key)

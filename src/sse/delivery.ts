@@ -41,6 +41,12 @@ export class DeliveryBucket {
     private readonly shadowLimited: () => void = () => {}
   ) {}
 
+  /** True when a token is there at `now` (nothing is taken). */
+  hasToken(now: number): boolean {
+    const { limits, shadow } = this.rule()
+    return shadow || take(this.state, limits, now).allowed
+  }
+
   /** One token at `now` (monotonic ms) if there is one; else `retryAfterMs` says when. */
   take(now: number): TakeResult {
     const { limits, shadow } = this.rule()

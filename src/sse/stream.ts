@@ -152,7 +152,10 @@ export class Stream {
 
   private enqueue(event: SerializedEvent): void {
     if (this.ending) return
-    if (this.buffer.push(event)) this.context.metrics.sseConflated.inc()
+    // Conflation is for a stream held back (socket backed up, delivery bucket empty): events that
+    // merely arrive together (a replay, one Redis read) are all sent.
+    const heldBack = this.blocked || !this.params.delivery.hasToken(this.context.clock.now())
+    if (this.buffer.push(event, heldBack)) this.context.metrics.sseConflated.inc()
     // A backed-up socket takes nothing until it drains: the buffer grows here. Otherwise the
     // pump (next microtask) sends what the bucket allows first, then checks.
     if (this.blocked) this.checkBound()

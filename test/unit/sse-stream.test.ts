@@ -225,6 +225,16 @@ t.test('a stream over several topics (like ratings:all): positions hold one id p
   t.equal(setup.channel.position.join('.'), `${a3}.${b2}`, 'in step with the channel: its frames are shared')
 })
 
+t.test('a resume replays every missed score, also several for one item (conflation is for a stream held back)', async (t) => {
+  const setup = await openTestStream()
+  const start = await setup.publish('x0')
+  for (const rating of [1, 2, 3]) await setup.publish('a', rating)
+  await setup.begin([start])
+  const received = setup.socket.scores()
+  t.same(received.map(({ item, rating }) => `${item}${rating}`), ['a1', 'a2', 'a3'], 'each score of item a, in order')
+  t.equal(await metricValue(setup.metrics.sseConflated), 0, 'none conflated')
+})
+
 t.test('a resume point newer than any event of a topic is refused', async (t) => {
   const setup = await openTestStream()
   const id = await setup.publish('i1')
