@@ -370,6 +370,21 @@ function stopper() {
   return { teardown: (fn: () => unknown) => void stops.push(fn), stop: () => Promise.all(stops.map((fn) => fn())) }
 }
 
+/** A Redis of its own (so its counters are the scenario's) and both simulators, stopped by `stop`. */
+async function privateStack() {
+  const server = await startRedisServer()
+  const redis = new Redis(server.url)
+  const moltbook = await startMoltbook({ rate: 0 })
+  const openclaw = await startOpenClaw({ apiKey: 'bench-key' })
+  const stop = async () => {
+    redis.disconnect()
+    await moltbook.close()
+    await openclaw.close()
+    await server.stop()
+  }
+  return { server, redis, moltbook, openclaw, stop }
+}
+
 /** CPU seconds used by the quiet replica, the busy one and Redis over `seconds`. */
 interface Measured {
   quiet: number
@@ -386,12 +401,8 @@ interface Measured {
  * INFO cpu, and the gateways' CPU per forwarded rating and per idle stream from /proc, the same way.
  */
 async function capacity(): Promise<void> {
-  const servers = stopper()
-  const server = await startRedisServer()
-  servers.teardown(() => server.stop())
-  const redis = new Redis(server.url)
-  const moltbook = await startMoltbook({ rate: 0 })
-  const openclaw = await startOpenClaw({ apiKey: 'bench-key' })
+  const stack = await privateStack()
+  const { server, redis, moltbook, openclaw } = stack
   const quiet = new Child('host.js')
   const busy = new Child('host.js')
   const clients = new Child('sse-clients.js')
@@ -514,10 +525,7 @@ async function capacity(): Promise<void> {
     clients.stop()
     quiet.stop()
     busy.stop()
-    redis.disconnect()
-    await moltbook.close()
-    await openclaw.close()
-    await servers.stop()
+    await stack.stop()
   }
 }
 
@@ -662,12 +670,8 @@ interface PerUnit {
  * bare proxy's writes beside them.
  */
 async function counts(): Promise<void> {
-  const servers = stopper()
-  const server = await startRedisServer()
-  servers.teardown(() => server.stop())
-  const redis = new Redis(server.url)
-  const openclaw = await startOpenClaw({ apiKey: 'bench-key' })
-  const moltbook = await startMoltbook({ rate: 0 })
+  const stack = await privateStack()
+  const { server, redis, moltbook, openclaw } = stack
   const child = new Child('host.js')
   const units = quick ? 2000 : 10_000
   try {
@@ -727,10 +731,7 @@ async function counts(): Promise<void> {
     })
   } finally {
     child.stop()
-    redis.disconnect()
-    await moltbook.close()
-    await openclaw.close()
-    await servers.stop()
+    await stack.stop()
   }
 }
 

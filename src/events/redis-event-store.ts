@@ -96,39 +96,29 @@ return {field['last-generated-id'], field['max-deleted-entry-id'], oldest, trimm
 type RawEntry = [id: string, fields: string[]]
 type ReadReply = [last: string, deleted: string, oldest: string, trimmed: 0 | 1, nowS: string, entries: RawEntry[]]
 
+/** ARGV of the user's part of a publish, in script order. */
+type UserArgs = [
+  json: string,
+  item: string,
+  historyMax: number,
+  historyTtl: number,
+  scoresTtl: number,
+  channel: string,
+  traced: string,
+  markValue: string,
+  markTtl: number
+]
+
 declare module 'ioredis' {
   interface RedisCommander<Context extends ClientContext> {
-    moltbridgeEventsUser(
-      events: string,
-      scores: string,
-      mark: string,
-      json: string,
-      item: string,
-      historyMax: number,
-      historyTtl: number,
-      scoresTtl: number,
-      channel: string,
-      traced: string,
-      markValue: string,
-      markTtl: number
-    ): Result<string, Context>
+    moltbridgeEventsUser(events: string, scores: string, mark: string, ...args: UserArgs): Result<string, Context>
     moltbridgeEventsAll(events: string, json: string, max: number, channel: string, traced: string): Result<number, Context>
     moltbridgeEventsBoth(
       events: string,
       scores: string,
       mark: string,
       allEvents: string,
-      json: string,
-      item: string,
-      historyMax: number,
-      historyTtl: number,
-      scoresTtl: number,
-      channel: string,
-      traced: string,
-      markValue: string,
-      markTtl: number,
-      allMax: number,
-      allChannel: string
+      ...args: [...UserArgs, allMax: number, allChannel: string]
     ): Result<string, Context>
     moltbridgeEventsRead(history: string, afterId: string): Result<ReadReply, Context>
   }
@@ -195,7 +185,7 @@ export class RedisEventStore implements EventStore {
     const json = JSON.stringify(event)
     // No mark: the scores key stands in (same slot), with a TTL of 0 that sets nothing.
     const [markKey, markValue, markTtl] = mark ? [mark.key, mark.value, mark.ttlS] : [scores, '', 0]
-    const args = [json, event.item_id, historyMax, historyTtlS, scoresTtlS, keys.live(events), traced, markValue, markTtl] as const
+    const args: UserArgs = [json, event.item_id, historyMax, historyTtlS, scoresTtlS, keys.live(events), traced, markValue, markTtl]
     if (!this.redis.isCluster) {
       return this.redis.moltbridgeEventsBoth(events, scores, markKey, all, ...args, this.allMax, keys.live(all))
     }
