@@ -93,9 +93,8 @@ async function sumBy(metric: { get(): Promise<Reading> }, label?: string, where:
 
 const total = (sums: Record<string, number>) => Object.values(sums).reduce((a, b) => a + b, 0)
 
-function limitsOf(policy: BucketPolicy) {
-  return { capacity: policy.capacity, refill_rate: policy.refill_rate }
-}
+/** A policy as the page shows it. */
+const shown = ({ capacity, refill_rate }: BucketPolicy) => ({ capacity, refill_rate })
 
 export function createDemoControls(sims: { moltbook: MoltbookSimulator; openclaw: OpenClawSimulator }): DemoControls {
   const { moltbook, openclaw } = sims
@@ -131,7 +130,7 @@ export function createDemoControls(sims: { moltbook: MoltbookSimulator; openclaw
         feed: { connected: total(connected) > 0, connections: moltbook.connections },
         openclaw: { down: openclaw.mode().down, outageEndsInMs: outageEndsInMs() },
         queueDepth: depth,
-        policies: { rest: limitsOf(policy('rest', user)), delivery: limitsOf(policy('delivery', user)) },
+        policies: { rest: shown(policy('rest', user)), delivery: shown(policy('delivery', user)) },
         counters: {
           reconnects: total(reconnects),
           invalidMessages: total(invalid),

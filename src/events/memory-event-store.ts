@@ -62,7 +62,7 @@ export class MemoryEventStore implements EventStore {
     this.scores.set(user, scores)
     // Delivered after publish resolves, like a message from Redis.
     queueMicrotask(() => {
-      for (const topic of [this.userTopic(user), ALL]) if (this.listened.has(topic)) this.sink.event(topic, { ...stored, trace })
+      for (const topic of [this.userTopic(user), ALL]) if (this.listened.has(topic)) this.sink.event(topic, trace ? { ...stored, trace } : stored)
     })
     return id
   }

@@ -46,8 +46,7 @@ export interface StageDeps {
  */
 export type Progress =
   | { stage: 'claim' | 'charge' | 'call' | 'ack' }
-  | { stage: 'remember'; score: ScoreEvent }
-  | { stage: 'publish'; score: ScoreEvent; mark: PublishMark | null }
+  | { stage: 'remember' | 'publish'; score: ScoreEvent }
   | { stage: 'deadletter'; reason: DeadLetterReason; status: number | null; detail: string }
 
 /** One rating this replica works on: read from the queue, not yet acknowledged. */
@@ -131,16 +130,14 @@ export class RatingStages {
       }
       case 'call':
         return this.call(held)
-      case 'remember': {
-        // With Redis the mark goes with the publish, in one atomic step: a replica dying in
-        // between cannot leave the rating marked forwarded with its score never published.
-        const mark = this.deps.dedup.publishMark(rating)
-        if (!mark) await this.deps.dedup.done(rating)
-        held.progress = { stage: 'publish', score: progress.score, mark }
+      case 'remember':
+        // With Redis the mark goes with the publish, in one atomic step (below): a replica dying
+        // in between cannot leave the rating marked forwarded with its score never published.
+        if (!this.deps.dedup.publishMark(rating)) await this.deps.dedup.done(rating)
+        held.progress = { stage: 'publish', score: progress.score }
         return null
-      }
       case 'publish':
-        await this.deps.publish(progress.score, progress.mark ?? undefined)
+        await this.deps.publish(progress.score, this.deps.dedup.publishMark(rating) ?? undefined)
         this.deps.metrics.feedToPublish.observe(Math.max(0, Date.now() - held.readAt) / 1000)
         held.progress = { stage: 'ack' }
         return null

@@ -76,13 +76,14 @@ export class Channel {
     const position = [...this.position]
     position[index] = stored.id
     this.position = position
-    const event = serializeEvent(stored, formatPosition(position))
-    const deliver = () => {
-      for (const listener of this.listeners) listener.event({ index, event, position })
-    }
+    const live = { index, event: serializeEvent(stored, formatPosition(position)), position }
     // The publisher's trace ends here, on each replica: handed to this replica's streams of that feed.
-    if (stored.trace) tracedSync('sse.deliver', deliver, { parent: stored.trace, attributes: { 'moltbridge.streams': this.listeners.size } })
-    else deliver()
+    if (!stored.trace) return this.deliver(live)
+    tracedSync('sse.deliver', () => this.deliver(live), { parent: stored.trace, attributes: { 'moltbridge.streams': this.listeners.size } })
+  }
+
+  private deliver(live: ChannelEvent): void {
+    for (const listener of this.listeners) listener.event(live)
   }
 
   private lost(): void {

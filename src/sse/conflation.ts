@@ -7,7 +7,7 @@
 export class ConflatingBuffer<T> {
   private readonly entries = new Map<string, { value: T; size: number }>()
   private bytes = 0
-  /** Numbers the values kept whatever their key (pushed with conflate false). */
+  /** Numbers the values kept beside an older one of their key (`mayConflate` said no). */
   private kept = 0
 
   constructor(
@@ -16,11 +16,13 @@ export class ConflatingBuffer<T> {
   ) {}
 
   /**
-   * Adds a value; true when it replaced an older one for the same key. With `conflate` false it
-   * replaces nothing and nothing later replaces it: it is sent whatever follows.
+   * Adds a value; true when it replaced an older one for the same key. `mayConflate` is asked only
+   * when there is one: false keeps both (the new one under a key of its own, which nothing
+   * replaces later).
    */
-  push(value: T, conflate = true): boolean {
-    const key = conflate ? this.keyOf(value) : `\u0001${++this.kept}`
+  push(value: T, mayConflate: () => boolean = () => true): boolean {
+    let key = this.keyOf(value)
+    if (this.entries.has(key) && !mayConflate()) key = `\u0001${++this.kept}`
     const old = this.entries.get(key)
     if (old) {
       this.entries.delete(key)

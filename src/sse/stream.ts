@@ -40,6 +40,11 @@ export class Stream {
   private readonly cancelTimers: (() => void)[] = []
   private unsubscribe: () => void = () => {}
   private resolveDone: () => void = () => {}
+  /**
+   * Conflation is for a stream held back (socket backed up, delivery bucket empty): events that
+   * merely arrive together (a replay, one Redis read) are all sent. Asked on a key collision only.
+   */
+  private readonly heldBack = () => this.blocked || !this.params.delivery.hasToken(this.context.clock.now())
 
   constructor(
     private readonly context: StreamContext,
@@ -152,10 +157,7 @@ export class Stream {
 
   private enqueue(event: SerializedEvent): void {
     if (this.ending) return
-    // Conflation is for a stream held back (socket backed up, delivery bucket empty): events that
-    // merely arrive together (a replay, one Redis read) are all sent.
-    const heldBack = this.blocked || !this.params.delivery.hasToken(this.context.clock.now())
-    if (this.buffer.push(event, heldBack)) this.context.metrics.sseConflated.inc()
+    if (this.buffer.push(event, this.heldBack)) this.context.metrics.sseConflated.inc()
     // A backed-up socket takes nothing until it drains: the buffer grows here. Otherwise the
     // pump (next microtask) sends what the bucket allows first, then checks.
     if (this.blocked) this.checkBound()
