@@ -22,7 +22,7 @@ export type HostCommand =
   | { cmd: 'bucket'; kind: 'moltbridge-redis' | 'moltbridge-memory' | 'rate-limit-redis'; redisUrl: string; prefix: string }
   | { cmd: 'raw-sse' }
   | { cmd: 'publish'; events: ScoreEvent[] }
-  | { cmd: 'rss' }
+  | { cmd: 'memory' }
   | { cmd: 'writes' }
   | { cmd: 'stop' }
 
@@ -154,9 +154,12 @@ process.on('message', async (message: HostCommand) => {
         writes.clear()
         return reply({ writes: counted })
       }
-      case 'rss':
+      case 'memory': {
+        // What the process holds, not what the collector has yet to free.
         globalThis.gc?.()
-        return reply({ rss: process.memoryUsage().rss })
+        const { rss, heapUsed } = process.memoryUsage()
+        return reply({ rss, heapUsed })
+      }
       case 'stop':
         await close()
         close = async () => {}

@@ -5,7 +5,8 @@
  * clients in another (bench/sse-clients.ts); everything on loopback and bounded in time.
  */
 import autocannon from 'autocannon'
-import { fork, type ChildProcess } from 'node:child_process'
+import { execFileSync, fork, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
@@ -58,9 +59,13 @@ class Child {
   stop(): void {
     this.process.disconnect()
   }
+  /** Resolves once the process is gone. */
+  async exited(): Promise<void> {
+    if (this.process.exitCode === null && this.process.signalCode === null) await once(this.process, 'exit')
+  }
 }
 
-const host = (cmd: HostCommand, child: Child) => child.ask<{ url: string; rss: number }>(cmd)
+const host = (cmd: HostCommand, child: Child) => child.ask<{ url: string; rss: number; heapUsed: number }>(cmd)
 
 /** A progress line on stderr while a step runs (the report itself goes to stdout). */
 async function step<T>(label: string, run: () => Promise<T>): Promise<T> {
@@ -557,7 +562,6 @@ async function shardBalance(): Promise<void> {
 
 interface FanOut {
   streams: number
-  perConnectionBytes: number
   deliveriesPerSecond: number
   /** CPU µs of the server process per event written to a stream. */
   cpuPerDeliveryUs: number
@@ -566,23 +570,26 @@ interface FanOut {
   expected: number
 }
 
-/** Opens `streams` idle streams (memory per connection), then a burst of events to all of them. */
-async function fanOutOnce(kind: 'gateway' | 'raw', streams: number, events: number): Promise<FanOut> {
-  const child = new Child('host.js', ['--expose-gc'])
+type SseKind = 'gateway' | 'raw'
+
+/** Starts the SSE server under test in `child`; the URL its clients open. */
+async function sseServer(kind: SseKind, child: Child): Promise<string> {
+  if (kind === 'raw') return `${(await host({ cmd: 'raw-sse' }, child)).url}/sse`
+  return `${(await host({ cmd: 'gateway', env: gatewayEnv() }, child)).url}/events/personalized-rating`
+}
+
+/** One token per stream, each its own user and agent, every one a `ratings:all` subscriber. */
+const fanTokens = (streams: number) => Promise.all(Array.from({ length: streams }, (_, i) => token(`fan${i}`, `fan-agent${i}`, 'ratings:all')))
+
+/** Opens `streams` idle streams, then a burst of events to all of them. */
+async function fanOutOnce(kind: SseKind, streams: number, events: number): Promise<FanOut> {
+  const child = new Child('host.js')
   const clients = new Child('sse-clients.js')
   try {
-    const { url } =
-      kind === 'gateway' ? await host({ cmd: 'gateway', env: gatewayEnv() }, child) : await host({ cmd: 'raw-sse' }, child)
-    const path = kind === 'gateway' ? '/events/personalized-rating' : '/sse'
-    const tokens = await Promise.all(Array.from({ length: streams }, (_, i) => token(`fan${i}`, `fan-agent${i}`, 'ratings:all')))
-    await sleep(300)
-    const before = (await host({ cmd: 'rss' }, child)).rss
-    const opened = await clients.ask<ClientsReport & { type: 'open' }>({
-      cmd: 'open',
-      command: { url: url + path, tokens, openBatch: 200 }
-    })
+    const url = await sseServer(kind, child)
+    const tokens = await fanTokens(streams)
+    const opened = await clients.ask<ClientsReport & { type: 'open' }>({ cmd: 'open', command: { url, tokens, openBatch: 200 } })
     await sleep(500)
-    const after = (await host({ cmd: 'rss' }, child)).rss
     const started = Date.now()
     const cpuBefore = processCpuSeconds(child.process.pid ?? 0)
     const batch: ScoreEvent[] = Array.from({ length: events }, (_, i) => ({
@@ -607,7 +614,6 @@ async function fanOutOnce(kind: 'gateway' | 'raw', streams: number, events: numb
     const cpu = processCpuSeconds(child.process.pid ?? 0) - cpuBefore
     return {
       streams: opened.opened,
-      perConnectionBytes: (after - before) / Math.max(1, opened.opened),
       deliveriesPerSecond: delivered / seconds,
       cpuPerDeliveryUs: (cpu / Math.max(1, delivered)) * 1e6,
       latency: summarize(latencies),
@@ -621,9 +627,9 @@ async function fanOutOnce(kind: 'gateway' | 'raw', streams: number, events: numb
 }
 
 async function fanOut(): Promise<void> {
-  const fdLimit = Number(process.env.BENCH_MAX_STREAMS ?? 10_000)
-  // Quick: still 1,000 streams, so the RSS delta and the delivery window stand clear of the noise.
-  const sizes = quick ? [1000] : [1000, 5000, fdLimit]
+  const largest = Number(process.env.BENCH_MAX_STREAMS ?? 10_000)
+  // Quick: still 1,000 streams, so the delivery window stands clear of the noise.
+  const sizes = quick ? [1000] : [1000, 5000, largest]
   const events = 50
   for (const streams of sizes) {
     const ours = await step(`SSE fan-out: moltbridge, ${streams} streams × ${events} events`, () => fanOutOnce('gateway', streams, events))
@@ -638,18 +644,88 @@ async function fanOut(): Promise<void> {
       target: '≥ 0.8×',
       met: ratio >= 0.8
     })
-    if (streams === sizes[0]) {
-      const memoryRatio = ours.perConnectionBytes / raw.perConnectionBytes
-      figures.memory = { streams: ours.streams, moltbridge: ours.perConnectionBytes, raw: raw.perConnectionBytes, ratio: memoryRatio }
-      rows.push({
-        scenario: `memory per idle SSE connection (RSS delta / ${ours.streams}), KiB`,
-        moltbridge: fmt(ours.perConnectionBytes / 1024, 1),
-        baseline: fmt(raw.perConnectionBytes / 1024, 1),
-        ratio: memoryRatio,
-        target: '≤ 1.3×',
-        met: memoryRatio <= 1.3
-      })
+  }
+}
+
+/** Bytes per idle stream the server process holds, after a forced GC: all of it (RSS) and its JS heap. */
+interface StreamMemory {
+  streams: number
+  rss: number
+  heap: number
+}
+
+/**
+ * Open file descriptors a process may have (`ulimit -n`), the bound on idle streams: the server
+ * and the clients are separate processes, each holding one socket per stream.
+ */
+function fdLimit(): number {
+  const limit = execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim()
+  return limit === 'unlimited' ? Infinity : Number(limit)
+}
+
+/** Opens `streams` idle streams and measures what the server holds per stream: RSS and heap after a GC, minus before. */
+async function memoryOnce(kind: SseKind, streams: number): Promise<StreamMemory> {
+  const child = new Child('host.js', ['--expose-gc'])
+  const clients = new Child('sse-clients.js')
+  try {
+    const url = await sseServer(kind, child)
+    const tokens = await fanTokens(streams)
+    await sleep(300)
+    const before = await host({ cmd: 'memory' }, child)
+    const opened = await clients.ask<ClientsReport & { type: 'open' }>({ cmd: 'open', command: { url, tokens, openBatch: 200 } })
+    if (opened.failed) throw new Error(`${opened.failed} of ${streams} streams failed to open`)
+    // Let what the opening allocated settle (promises, slot acquisitions) before the GC.
+    await sleep(1000)
+    const after = await host({ cmd: 'memory' }, child)
+    return { streams: opened.opened, rss: (after.rss - before.rss) / opened.opened, heap: (after.heapUsed - before.heapUsed) / opened.opened }
+  } finally {
+    clients.stop()
+    child.stop()
+    // The next run starts on a machine these two have left.
+    await Promise.all([clients.exited(), child.exited()])
+  }
+}
+
+/** Median and range of `values`, in KiB: `7.1 (6.9–7.3)`. */
+function spread(values: number[]): { median: number; text: string } {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = sorted.length / 2
+  const median = sorted.length % 2 ? sorted[Math.floor(middle)] : (sorted[middle - 1] + sorted[middle]) / 2
+  const kib = (bytes: number) => fmt(bytes / 1024, 2)
+  return { median, text: `${kib(median)} (${kib(sorted[0])}–${kib(sorted[sorted.length - 1])})` }
+}
+
+/**
+ * Memory per idle stream, gateway vs raw node:http, at as many streams as the fd limit allows
+ * (minus room for everything else; at most what one client address has ephemeral ports for).
+ * Runs alternate between the two (and which goes first), so drift on the machine hits both.
+ */
+async function memory(): Promise<void> {
+  const streams = Number(process.env.BENCH_MEMORY_STREAMS ?? (quick ? 5000 : Math.min(fdLimit() - 1000, 25_000)))
+  const runs = quick ? 1 : 3
+  const results: Record<SseKind, StreamMemory[]> = { gateway: [], raw: [] }
+  for (let run = 0; run < runs; run++) {
+    const order: SseKind[] = run % 2 ? ['raw', 'gateway'] : ['gateway', 'raw']
+    for (const kind of order) {
+      results[kind].push(await step(`memory: ${kind}, ${streams} idle streams (run ${run + 1}/${runs})`, () => memoryOnce(kind, streams)))
     }
+  }
+  figures.memory = results
+  for (const measure of ['rss', 'heap'] as const) {
+    const ours = spread(results.gateway.map((result) => result[measure]))
+    const raw = spread(results.raw.map((result) => result[measure]))
+    const ratio = ours.median / raw.median
+    rows.push({
+      scenario:
+        measure === 'rss'
+          ? `memory per idle SSE stream at ${streams} streams, KiB: RSS after GC, median (min–max) of ${runs}`
+          : `  of which JS heap (heapUsed after GC), KiB, median (min–max) of ${runs}`,
+      moltbridge: ours.text,
+      baseline: raw.text,
+      ratio,
+      target: measure === 'rss' ? '≤ 1.3×' : 'printed',
+      met: measure === 'rss' ? ratio <= 1.3 : true
+    })
   }
 }
 
@@ -798,6 +874,7 @@ async function main() {
     ['feedToSse', feedToSse],
     ['ingest', ingest],
     ['fanOut', fanOut],
+    ['memory', memory],
     ['capacity', capacity],
     ['shards', shardBalance],
     ['tracing', tracingCost],
