@@ -23,6 +23,7 @@ import { commandCalls, processCpuSeconds, redisCpuSeconds, totalCalls } from './
 import type { ClientsReport } from './sse-clients.js'
 import type { HostCommand } from './host.js'
 import { startRedisPair } from './redis-pair.js'
+import { scrape, stageLatencies, type StageLatency } from './stages.js'
 import { summarize, type Summary } from './stats.js'
 import { startOtlpSink, tracedOffCostNs } from './tracing.js'
 
@@ -212,6 +213,8 @@ interface FeedRun {
   received: number
   lost: number
   latency: Summary
+  /** Where the latency accrues inside the gateway (its histograms over the timed window). */
+  stages: StageLatency[]
 }
 
 /**
@@ -271,11 +274,13 @@ async function runFeedToSse(redis: Record<string, string>, subscribers: number, 
       await collect()
       pending.length = 0
     })
+    const before = await scrape(url)
     await step(`feed→SSE: ${rate} ratings/s for ${seconds} s to ${opened.opened} subscribers`, async () => {
       await sendFor(seconds * 1000)
       await collect()
     })
-    return { subscribers: opened.opened, sent, received, lost: Math.max(0, sent - received), latency: summarize(pending) }
+    const stages = stageLatencies(before, await scrape(url))
+    return { subscribers: opened.opened, sent, received, lost: Math.max(0, sent - received), latency: summarize(pending), stages }
   } finally {
     clients.stop()
     child.stop()
@@ -361,7 +366,7 @@ async function feedToSse(): Promise<void> {
   figures.feedToSse = run
   rows.push({
     scenario: `feed→SSE latency ms at 1000 ratings/s, ${run.subscribers} subscribers (p50/p95/p99/max), lost`,
-    moltbridge: `${fmt(latency.p50)}/${fmt(latency.p95)}/${fmt(latency.p99)}/${fmt(latency.max)}, lost ${lost} of ${sent}`,
+    moltbridge: `${fmt(latency.p50)}/${fmt(latency.p95)}/${fmt(latency.p99)}/${fmt(latency.max)}, lost ${lost} of ${sent}; inside, p50/p99 since read: ${run.stages.map((s) => `${s.stage} ${fmt(s.p50, 1)}/${fmt(s.p99, 1)}`).join(', ')}`,
     baseline: '—',
     ratio: latency.p99,
     target: 'p99 < 50 ms, 0 lost',

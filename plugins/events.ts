@@ -35,6 +35,7 @@ export default fp(
       budget: redis ? new StoreBudget('event store', metrics, app.log) : undefined,
       topics: metrics.fanoutTopics,
       recovered: metrics.fanoutRecovered,
+      lag: metrics.fanoutLag,
       onError: (err) => app.log.warn({ err }, 'live fan-out')
     })
     app.decorate('events', bus)

@@ -9,6 +9,8 @@ export function createMetrics() {
   collectDefaultMetrics({ register: registry, prefix: 'moltbridge_' })
   const registers = [registry]
   const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]
+  // Feed latencies: fine around the 50 ms a score has to reach a screen in, so a p99 reads true.
+  const feedBuckets = [0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 5, 30]
   return {
     registry,
     httpRequests: new Counter({
@@ -147,10 +149,23 @@ export function createMetrics() {
       help: 'Events read back from a history after the live channel was interrupted (a Redis reconnect)',
       registers
     }),
+    feedStage: new Histogram({
+      name: 'moltbridge_feed_stage_seconds',
+      help: 'From reading a rating off Moltbook to each checkpoint before its publish: queued (durably), picked (read by a forwarder), answered (by OpenClaw)',
+      labelNames: ['stage'],
+      buckets: feedBuckets,
+      registers
+    }),
     feedToPublish: new Histogram({
       name: 'moltbridge_feed_to_publish_seconds',
       help: 'From reading a rating off Moltbook to publishing its score event',
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
+      buckets: feedBuckets,
+      registers
+    }),
+    fanoutLag: new Histogram({
+      name: 'moltbridge_fanout_lag_seconds',
+      help: "From an event's publish (its id, on the store's clock) to its arrival on this replica, for topics with a stream here",
+      buckets: feedBuckets,
       registers
     }),
     ingestLeader: new Gauge({

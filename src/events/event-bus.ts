@@ -1,4 +1,4 @@
-import type { Counter, Gauge } from 'prom-client'
+import type { Counter, Gauge, Histogram } from 'prom-client'
 import { toScoreEvent, type ScoreEvent } from '../rating.js'
 import type { StoreBudget } from '../shared/store-budget.js'
 import type { Clock } from '../shared/clock.js'
@@ -16,6 +16,8 @@ export interface EventBusOptions {
   topics?: Gauge
   /** Events recovered from a history after the live channel was interrupted. */
   recovered?: Counter
+  /** Seconds from an event's publish to its arrival on this replica. */
+  lag?: Histogram
   /** A listener threw, or a topic could not catch up yet: the others go on. */
   onError(err: unknown): void
   clock?: Clock
@@ -36,6 +38,7 @@ export class EventBus {
     this.topics = new LiveTopics(store, {
       topics: options.topics,
       recovered: options.recovered,
+      lag: options.lag,
       onError: options.onError,
       clock: options.clock
     })

@@ -1,6 +1,6 @@
 import { backoffDelay } from '../shared/backoff.js'
 import { systemClock, type Cancel, type Clock } from '../shared/clock.js'
-import { compareEventIds } from './event-id.js'
+import { compareEventIds, parseEventId } from './event-id.js'
 import type { EventStore, StoredEvent, Topic } from './event-store.js'
 
 /** What a topic hands on: each event once, in id order, and the news that some were lost. */
@@ -20,6 +20,8 @@ export interface LiveTopicsOptions {
   /** Topics listened to, and events recovered from a history after an interruption. */
   topics?: { set(value: number): void }
   recovered?: { inc(value?: number): void }
+  /** Seconds from an event's publish (its id's time) to its arrival here, for topics with listeners. */
+  lag?: { observe(seconds: number): void }
   onError(err: unknown): void
   clock?: Clock
 }
@@ -121,6 +123,8 @@ export class LiveTopics {
   private deliver(topic: Topic, stored: StoredEvent): void {
     const state = this.states.get(topic)
     if (!state) return
+    const published = this.options.lag && parseEventId(stored.id)
+    if (published) this.options.lag?.observe(Math.max(0, this.clock.wallMs() - published.ms) / 1000)
     if (state.held) state.held.push(stored)
     else this.handOn(state, stored)
   }

@@ -6,7 +6,7 @@ import { settledWithin, Wakeable } from '../shared/wait.js'
 import { traceEach } from '../tracing/spans.js'
 import { DepthGauge } from './depth-gauge.js'
 import type { QueueEntry } from './queue.js'
-import { RatingStages, type Held, type Outcome, type StageDeps } from './rating-stages.js'
+import { RatingStages, sinceRead, type Held, type Outcome, type StageDeps } from './rating-stages.js'
 import { ForwardSchedule } from './schedule.js'
 
 /** How often the queue depth is read. */
@@ -72,6 +72,8 @@ export class Forwarder {
       this.deps.queue.add(ratings.map((rating, index) => ({ rating, readAt, trace: traces[index] })))
     )
     this.gauge.add(ratings.length)
+    const queued = sinceRead(readAt)
+    for (let i = 0; i < ratings.length; i++) this.deps.metrics.feedStage.observe({ stage: 'queued' }, queued)
   }
 
   /** True while the queue is above its high-water mark: the feed must pause. */
@@ -144,6 +146,7 @@ export class Forwarder {
     }
     const held: Held = { id: entry.id, ...entry.value, progress: { stage: 'claim' }, charged: false, retries: 0, calls: 0 }
     this.held.set(held.id, held)
+    this.deps.metrics.feedStage.observe({ stage: 'picked' }, sinceRead(held.readAt))
     this.schedule.add(agentOf(held.rating), held)
   }
 

@@ -9,6 +9,9 @@ import type { PublishMark } from '../events/event-store.js'
 import type { DedupStore } from './dedup.js'
 import type { QueueStore } from './queue.js'
 
+/** Seconds since a rating was read off the feed at `readAt` (Date.now() ms), for the stage latencies. */
+export const sinceRead = (readAt: number) => Math.max(0, Date.now() - readAt) / 1000
+
 /** How long a 429 without Retry-After pauses the calls to OpenClaw. */
 const LIMITED_PAUSE_MS = 1000
 
@@ -31,7 +34,7 @@ export interface StageDeps {
   /** Stores the score event in the user's history and fans it out. */
   /** `mark`: the dedup mark, set in the publish's own atomic step. */
   publish(event: ScoreEvent, mark?: PublishMark): Promise<unknown>
-  metrics: Pick<Metrics, 'queueDepth' | 'dedupHits' | 'forwardDelayed' | 'feedToPublish' | 'forwardDeadLettered'>
+  metrics: Pick<Metrics, 'queueDepth' | 'dedupHits' | 'forwardDelayed' | 'feedStage' | 'feedToPublish' | 'forwardDeadLettered'>
   log: Log
 }
 
@@ -138,7 +141,7 @@ export class RatingStages {
         return null
       case 'publish':
         await this.deps.publish(progress.score, this.deps.dedup.publishMark(rating) ?? undefined)
-        this.deps.metrics.feedToPublish.observe(Math.max(0, Date.now() - held.readAt) / 1000)
+        this.deps.metrics.feedToPublish.observe(sinceRead(held.readAt))
         held.progress = { stage: 'ack' }
         return null
       case 'deadletter':
@@ -156,6 +159,7 @@ export class RatingStages {
     held.calls++
     try {
       held.progress = { stage: 'remember', score: await this.deps.rate(toRating(held.rating)) }
+      this.deps.metrics.feedStage.observe({ stage: 'answered' }, sinceRead(held.readAt))
       return null
     } catch (err) {
       if (!(err instanceof UpstreamError)) throw err

@@ -28,6 +28,8 @@ const FAMILIES = [
   'sse_events_conflated_total',
   'sse_streams_closed_total',
   'feed_to_publish_seconds',
+  'feed_stage_seconds',
+  'fanout_lag_seconds',
   'ingest_leader'
 ]
 /** A few of prom-client's default process metrics. */
@@ -116,6 +118,14 @@ t.test('/metrics after a short pipeline run: every family, default process metri
   t.ok(sample(text, 'moltbridge_forward_attempts_total', { source: 'rest', outcome: '2xx' })! >= 2, 'REST forwards counted')
   t.ok(sample(text, 'moltbridge_forward_duration_seconds_count', { source: 'feed' }), 'forward latency observed')
   t.ok(sample(text, 'moltbridge_feed_to_publish_seconds_count'), 'feed-to-publish latency observed')
+  // Where a rating's latency accrues: both valid sends were queued and picked, only the first was
+  // answered (the second is a dedup hit), before it was published.
+  const stage = (name: string, what = 'count') => sample(text, `moltbridge_feed_stage_seconds_${what}`, { stage: name }) ?? 0
+  t.equal(stage('queued'), 2, 'both valid feed ratings timed into the queue')
+  t.equal(stage('picked'), 2, 'both timed to a forwarder')
+  t.equal(stage('answered'), 1, 'the forwarded one timed to its OpenClaw answer')
+  t.ok(stage('answered', 'sum') <= sample(text, 'moltbridge_feed_to_publish_seconds_sum')!, 'published after answered')
+  t.ok(sample(text, 'moltbridge_fanout_lag_seconds_count')! >= 3, "the fan-out lag of every event reaching the open stream's topic")
   t.ok(sample(text, 'moltbridge_sse_events_sent_total')! >= 1, 'SSE events counted')
   t.equal(sample(text, 'moltbridge_sse_streams_open'), 0, 'the closed stream is no longer open')
   t.equal(sample(text, 'moltbridge_ingest_leader'), 1, 'this replica leads ingest')
