@@ -43,7 +43,12 @@ export default fp(
       metrics: app.redis ? app.metrics : undefined,
       log: app.log
     })
-    const authenticator = new Authenticator(verifier, tickets, (principal) => app.revocations.isRevoked(principal))
+    const authenticator = new Authenticator(
+      verifier,
+      tickets,
+      (principal) => app.revocations.isRevoked(principal),
+      (header) => app.parseCookie(header)
+    )
     // Functions, not the instance: callers may pass `app.tickets.consume` on by itself.
     app.decorate('tickets', {
       issue: (principal: Principal) => tickets.issue(principal),

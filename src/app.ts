@@ -103,7 +103,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
 
   // Every plugin in plugins/ (ordered by the dependencies each declares), then every route in
   // routes/ (their paths are written in full: no prefix from the folder).
-  app.register(cookie)
+  // Cookies are read by the stream route only (auth parses them there): no parse on every request.
+  app.register(cookie, { hook: false })
   app.register(autoload, { dir: join(import.meta.dirname, '../plugins') })
   app.register(autoload, { dir: join(import.meta.dirname, '../routes'), dirNameRoutePrefix: false })
   try {

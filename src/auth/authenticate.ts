@@ -6,10 +6,12 @@ import { invalidToken, type JwtVerifier } from './verifier.js'
 
 /** What authentication reads of a request. */
 export interface CredentialsCarrier {
-  headers: { authorization?: string }
-  cookies: Record<string, string | undefined>
+  headers: { authorization?: string; cookie?: string }
   query: unknown
 }
+
+/** A Cookie header's values by name (@fastify/cookie's parser). */
+export type CookieParser = (header: string) => Record<string, string | undefined>
 
 function noToken(message: string): HttpError {
   return new HttpError(401, message, { 'WWW-Authenticate': 'Bearer realm="moltbridge"' })
@@ -43,7 +45,9 @@ export class Authenticator {
     private readonly verifier: JwtVerifier,
     private readonly tickets: Tickets,
     /** True for a principal whose user or agent was revoked after its token was issued. */
-    private readonly revoked: (principal: Principal) => boolean = () => false
+    private readonly revoked: (principal: Principal) => boolean = () => false,
+    /** Only the stream route reads cookies, so only its requests pay for parsing them. */
+    private readonly parseCookie: CookieParser = () => ({})
   ) {}
 
   /**
@@ -75,7 +79,7 @@ export class Authenticator {
   private async streamCaller(request: CredentialsCarrier, query: Record<string, unknown>): Promise<Authenticated> {
     const token = bearer(request)
     if (token) return { principal: await this.verifier.verify(token) }
-    const cookie = request.cookies[SESSION_COOKIE]
+    const cookie = request.headers.cookie ? this.parseCookie(request.headers.cookie)[SESSION_COOKIE] : undefined
     const ticket = typeof query.ticket === 'string' && query.ticket !== '' ? query.ticket : undefined
     if (cookie) {
       try {
