@@ -39,10 +39,13 @@ export class Channel {
     this.ready = this.open()
   }
 
-  /** Hands this channel's live events to `listener`; returns removal. */
-  add(listener: ChannelListener): () => void {
+  /** Hands this channel's live events to `listener` (until removed). */
+  add(listener: ChannelListener): void {
     this.listeners.add(listener)
-    return () => void this.listeners.delete(listener)
+  }
+
+  remove(listener: ChannelListener): void {
+    this.listeners.delete(listener)
   }
 
   get empty(): boolean {

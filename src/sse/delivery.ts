@@ -36,20 +36,22 @@ export class DeliveryBucket {
   streams = 0
 
   constructor(
-    private readonly rule: () => DeliveryRule,
+    private readonly agentId: string,
+    /** The delivery rule of an agent now: the hub's, shared by every agent's bucket (no closure per agent). */
+    private readonly ruleOf: (agentId: string) => DeliveryRule,
     /** A shadow policy would have held an event back (it was sent). */
     private readonly shadowLimited: () => void = () => {}
   ) {}
 
   /** True when a token is there at `now` (nothing is taken). */
   hasToken(now: number): boolean {
-    const { limits, shadow } = this.rule()
+    const { limits, shadow } = this.ruleOf(this.agentId)
     return shadow || take(this.state, limits, now).allowed
   }
 
   /** One token at `now` (monotonic ms) if there is one; else `retryAfterMs` says when. */
   take(now: number): TakeResult {
-    const { limits, shadow } = this.rule()
+    const { limits, shadow } = this.ruleOf(this.agentId)
     const decision = take(this.state, limits, now)
     if (decision.allowed) {
       this.state = decision.state

@@ -12,6 +12,7 @@ import { settledWithin } from '../shared/wait.js'
 import { systemClock, type Clock } from '../shared/clock.js'
 import { Channel } from './channel.js'
 import { DeliveryBucket, type DeliveryRule } from './delivery.js'
+import { Heartbeats } from './heartbeats.js'
 import type { StreamSlots } from './stream-slots.js'
 import { Stream } from './stream.js'
 import { LAST_MESSAGE_MS, type StreamContext, type StreamParams, type StreamSettings } from './stream-contract.js'
@@ -21,6 +22,9 @@ type StreamOwner = Stream['principal']
 /** The scope whose streams get every user's events. */
 const ALL_SCOPE = 'ratings:all'
 const ALL_FEED = '*'
+
+/** The channel key of an owner's streams: `u:<user>`, or ALL_FEED for `ratings:all`. */
+const feedOf = (owner: StreamOwner) => (owner.scopes.includes(ALL_SCOPE) ? ALL_FEED : `u:${owner.sub}`)
 /** A slot outlives this many missed heartbeats, then frees itself (its replica died). */
 const SLOT_HEARTBEATS = 3
 /** How long a drain waits beyond DRAIN_MS: the last stream is told at DRAIN_MS, then has LAST_MESSAGE_MS to take it. */
@@ -61,12 +65,14 @@ export interface OpenRequest extends Pick<StreamParams, 'principal' | 'items' | 
 export class SseHub {
   private readonly streams = new Set<Stream>()
   private readonly agents = new Map<string, DeliveryBucket>()
-  /** `u:<user>` for a user's streams, ALL_FEED for `ratings:all`; each closed when its last stream goes. */
+  /** By feedOf; each closed when its last stream goes. */
   private readonly channels = new Map<string, Channel>()
   private readonly context: StreamContext
   private readonly clock: Clock
   private readonly slotTtlMs: number
   private draining = false
+  /** A shadow delivery policy would have held an event back (it was sent). */
+  private readonly shadowLimited = () => this.deps.metrics.bucketDecisions.inc({ action: 'delivery', result: 'shadow_limited' })
 
   constructor(
     private readonly deps: SseHubDeps,
@@ -81,7 +87,9 @@ export class SseHub {
       releaseSlot: (agentId, streamId) => slots.release(agentId, streamId),
       metrics,
       clock: this.clock,
-      settings
+      settings,
+      heartbeats: new Heartbeats(this.clock, settings.heartbeatMs),
+      finished: (stream) => this.closed(stream)
     }
   }
 
@@ -115,21 +123,8 @@ export class SseHub {
     const delivery = this.agents.get(agentId) ?? this.deliveryBucket(agentId)
     this.agents.set(agentId, delivery)
     delivery.streams++
-    const feed = all ? ALL_FEED : `u:${principal.sub}`
-    const channel = this.channel(feed, () => (all ? this.deps.bus.allTopics() : [this.deps.bus.userTopic(principal.sub)]))
-    const stream: Stream = new Stream(this.context, {
-      id,
-      principal,
-      channel,
-      items: request.items,
-      sink: request.sink,
-      delivery,
-      onFinish: () => {
-        this.streams.delete(stream)
-        if (--delivery.streams === 0) this.agents.delete(agentId)
-        this.release(feed, channel)
-      }
-    })
+    const channel = this.channel(feedOf(principal), () => (all ? this.deps.bus.allTopics() : [this.deps.bus.userTopic(principal.sub)]))
+    const stream = new Stream(this.context, { id, principal, channel, items: request.items, sink: request.sink, delivery })
     this.streams.add(stream)
     let future: boolean
     try {
@@ -167,23 +162,34 @@ export class SseHub {
     if (known) return known
     const channel = new Channel(this.deps.bus, topics())
     // A failed join is reported by the stream that waited for it; the next stream tries afresh.
-    channel.ready.catch(() => this.release(feed, channel))
+    channel.ready.catch(() => this.release(feed))
     this.channels.set(feed, channel)
     return channel
   }
 
-  private release(feed: string, channel: Channel): void {
-    if (!channel.empty || this.channels.get(feed) !== channel) return
+  /** Closes the feed's channel once no stream is left on it. */
+  private release(feed: string): void {
+    const channel = this.channels.get(feed)
+    if (!channel?.empty) return
     this.channels.delete(feed)
     channel.close()
   }
 
+  /**
+   * Called by a stream once it is over (whatever ended it): the hub lets go of it, and of its
+   * agent's delivery bucket and its channel if it was their last stream. Found from the stream's
+   * owner, so that a stream holds no closure over its request for this.
+   */
+  private closed(stream: Stream): void {
+    this.streams.delete(stream)
+    const { principal } = stream
+    const delivery = this.agents.get(principal.agentId)
+    if (delivery && --delivery.streams === 0) this.agents.delete(principal.agentId)
+    this.release(feedOf(principal))
+  }
+
   private deliveryBucket(agentId: string): DeliveryBucket {
-    const { delivery, metrics } = this.deps
-    return new DeliveryBucket(
-      () => delivery(agentId),
-      () => metrics.bucketDecisions.inc({ action: 'delivery', result: 'shadow_limited' })
-    )
+    return new DeliveryBucket(agentId, this.deps.delivery, this.shadowLimited)
   }
 
   /** Ends every open stream whose owner `revoked` says is revoked (after an `event: revoked`); returns how many. */

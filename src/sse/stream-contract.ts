@@ -4,6 +4,8 @@ import type { Metrics } from '../metrics.js'
 import type { Clock } from '../shared/clock.js'
 import type { Channel } from './channel.js'
 import type { DeliveryBucket } from './delivery.js'
+import type { Heartbeats } from './heartbeats.js'
+import type { Stream } from './stream.js'
 
 /** `lost`: a catch-up after a reconnect to Redis found events trimmed off: the client resumes and learns of the gap. */
 export type CloseReason = 'client' | 'slow_consumer' | 'overflow' | 'expired' | 'drain' | 'revoked' | 'lost'
@@ -20,7 +22,8 @@ export interface StreamSink {
   readonly writableEnded: boolean
   /** Bytes written but not yet taken by the socket. */
   readonly writableLength: number
-  on(event: 'close' | 'drain', listener: () => void): unknown
+  on(event: 'close', listener: () => void): unknown
+  once(event: 'drain', listener: () => void): unknown
 }
 
 export type StreamMetrics = Pick<Metrics, 'sseOpen' | 'sseEventsSent' | 'sseConflated' | 'sseClosed'>
@@ -46,20 +49,22 @@ export interface StreamContext {
   metrics: StreamMetrics
   clock: Clock
   settings: StreamSettings
+  /** Beats every attached stream each `heartbeatMs`. */
+  heartbeats: Pick<Heartbeats, 'add' | 'delete'>
+  /** Called once per stream, when it is over. */
+  finished(stream: Stream): void
 }
 
 export interface StreamParams {
   id: string
   principal: Pick<Principal, 'sub' | 'agentId' | 'scopes' | 'exp' | 'iat'>
   /** The feed: the caller's user, or every user (`ratings:all`). */
-  channel: Pick<Channel, 'add' | 'ready' | 'position' | 'topics'>
+  channel: Pick<Channel, 'add' | 'remove' | 'ready' | 'position' | 'topics'>
   /** Only these items (the `items=` query); null: every item. */
   items: string[] | null
   sink: StreamSink
   /** The agent's delivery bucket, shared with its other streams on this replica. */
   delivery: DeliveryBucket
-  /** Called once, when the stream is over. */
-  onFinish(): void
 }
 
 /** How a resume went. */

@@ -1,31 +1,39 @@
 import { compareEventIds, formatPosition, type Position } from '../events/event-id.js'
 import type { StoredEvent, TopicRead } from '../events/event-store.js'
-import type { ChannelEvent } from './channel.js'
+import type { Cancel } from '../shared/clock.js'
+import type { ChannelEvent, ChannelListener } from './channel.js'
 import { ConflatingBuffer } from './conflation.js'
 import { EXPIRED_FRAME, gapFrame, HEARTBEAT_FRAME, openingFrame, retryFrame, REVOKED_FRAME, serializeEvent, type SerializedEvent } from './frame.js'
+import type { Beating } from './heartbeats.js'
 import { LAST_MESSAGE_MS, type CloseReason, type Start, type StreamContext, type StreamParams } from './stream-contract.js'
+
+/** The buffer's key and size of an event: shared by every stream's buffer (no closures per stream). */
+const keyOf = (event: SerializedEvent) => event.key
+const sizeOf = (event: SerializedEvent) => event.bytes
+/** A slot refresh or release that failed: the slot expires by itself (a missed refresh only shortens its life). */
+const ignore = () => {}
 
 /**
  * One subscriber's SSE stream: live events and the history it missed, in id order, paced by the
  * agent's delivery bucket and conflated while the socket is backed up. Its position is one id
  * per topic of its channel; each event goes out with the position after it as its SSE id, so a
  * client resumes from whichever message it got last, on any replica.
+ *
+ * An idle stream holds little beyond its socket: the hub's heartbeats beat it (no timer of its
+ * own), it listens to its channel and its socket itself (no closures but the socket's `close`),
+ * and its buffer, timers and drain listener are made only when needed.
  */
-export class Stream {
-  readonly id: string
-  readonly done: Promise<void>
-  private readonly buffer = new ConflatingBuffer<SerializedEvent>(
-    (event) => event.key,
-    (event) => event.bytes
-  )
+export class Stream implements ChannelListener, Beating {
+  private readonly buffer = new ConflatingBuffer<SerializedEvent>(keyOf, sizeOf)
   private readonly items: Set<string> | null
   /** Per topic of the channel: the last id this stream has passed (queued, conflated or filtered out). */
   private position: Position = []
   /** Equal to the channel's position: its shared frames carry the right id for this stream. */
   private inStep = false
-  /** What the opening message and a gap event say. */
+  /** The first message (retry hint, position, gap), from start until attach writes it. */
   private opening = ''
-  private gap: string | undefined
+  /** Live events that arrive while start reads the history: handed on after it. */
+  private early: ChannelEvent[] | undefined
   private ending: CloseReason | null = null
   private finished = false
   private heartbeatDue = false
@@ -36,22 +44,19 @@ export class Stream {
   /** A pump is due in this tick's microtasks: events that arrive together leave in one write. */
   private scheduled = false
   /** Pumps again when the agent's delivery bucket has the next token. */
-  private cancelRetry: (() => void) | undefined
-  private readonly cancelTimers: (() => void)[] = []
-  private unsubscribe: () => void = () => {}
-  private resolveDone: () => void = () => {}
-  /**
-   * Conflation is for a stream held back (socket backed up, delivery bucket empty): events that
-   * merely arrive together (a replay, one Redis read) are all sent. Asked on a key collision only.
-   */
-  private readonly heldBack = () => this.blocked || !this.params.delivery.hasToken(this.context.clock.now())
+  private cancelRetry: Cancel | undefined
+  /** Ends the stream when its token expires: armed only once that is near (watchExpiry). */
+  private cancelExpiry: Cancel | undefined
+  /** Cuts a socket that does not take the last message in time (end). */
+  private cancelCut: Cancel | undefined
+  /** Made when something waits for the end (drain). */
+  private whenDone: Promise<void> | undefined
+  private resolveDone: (() => void) | undefined
 
   constructor(
     private readonly context: StreamContext,
     private readonly params: StreamParams
   ) {
-    this.id = params.id
-    this.done = new Promise((resolve) => (this.resolveDone = resolve))
     this.items = params.items ? new Set(params.items) : null
     context.metrics.sseOpen.inc()
   }
@@ -59,6 +64,12 @@ export class Stream {
   /** Whose stream this is. */
   get principal(): StreamParams['principal'] {
     return this.params.principal
+  }
+
+  /** Resolves once the stream is over. */
+  get done(): Promise<void> {
+    if (this.finished) return Promise.resolve()
+    return (this.whenDone ??= new Promise((resolve) => (this.resolveDone = resolve)))
   }
 
   private matches(stored: StoredEvent): boolean {
@@ -73,32 +84,42 @@ export class Stream {
    */
   async start(resume: Position | null): Promise<Start> {
     const { channel } = this.params
-    const early: ChannelEvent[] = []
-    let live = false
-    this.unsubscribe = channel.add({
-      event: (event) => (live ? this.onLive(event) : early.push(event)),
-      lost: () => this.end('lost')
-    })
+    this.early = []
+    channel.add(this)
     await channel.ready
+    let gap: string | undefined
     if (resume === null) {
       this.position = channel.position
       this.inStep = true
     } else {
       const reads = await Promise.all(channel.topics.map((topic, index) => this.context.read(topic, resume[index])))
       if (reads.some((read) => read.future)) return { future: true }
-      if (reads.some((read) => read.gap)) this.gap = formatPosition(resume.map((id, index) => reads[index].gap ?? id))
+      if (reads.some((read) => read.gap)) gap = formatPosition(resume.map((id, index) => reads[index].gap ?? id))
       this.position = resume
       for (const { index, stored } of merged(reads)) this.pass(index, stored)
     }
-    this.opening = formatPosition(resume ?? this.position)
+    const position = formatPosition(resume ?? this.position)
+    const early = this.early
+    this.early = undefined
     for (const event of early) this.onLive(event)
-    live = true
     const room = this.context.settings.maxUnsentBytes / 2
     if (this.buffer.size > room) {
       while (this.buffer.size > room) this.buffer.shift()
-      this.gap = this.buffer.first()?.position ?? formatPosition(this.position)
+      gap = this.buffer.first()?.position ?? formatPosition(this.position)
     }
+    this.opening = openingFrame(this.context.settings.retryMs, position) + (gap ? gapFrame(gap) : '')
     return { future: false }
+  }
+
+  /** A live event from the channel: held back while start reads the history. */
+  event(live: ChannelEvent): void {
+    if (this.early) this.early.push(live)
+    else this.onLive(live)
+  }
+
+  /** The channel may have missed events: the client resumes (and learns of a gap). */
+  lost(): void {
+    this.end('lost')
   }
 
   /** A live event: the channel's frame when this stream is in step with it, else one of its own. */
@@ -128,40 +149,53 @@ export class Stream {
    * stream writes straight to the socket (README: why no SSE plugin).
    */
   attach(begin: () => void): void {
-    const { sink, principal } = this.params
-    const { clock, settings } = this.context
+    const { sink } = this.params
     if (sink.destroyed) return this.finish('client') // gone while the history was read
     sink.on('close', () => this.finish(this.ending ?? 'client'))
-    sink.on('drain', () => {
-      this.blocked = false
-      this.pump()
-    })
-    const stopHeartbeat = clock.every(settings.heartbeatMs, () => {
-      this.heartbeatDue = true
-      this.schedule()
-      this.checkBound()
-      this.context.refreshSlot(principal.agentId, this.id).catch(() => {
-        /* a missed refresh only shortens the slot's life */
-      })
-    })
-    this.cancelTimers.push(stopHeartbeat)
-    if (principal.exp !== undefined) {
-      const untilExpiry = Math.max(0, principal.exp * 1000 - clock.wallMs())
-      this.cancelTimers.push(clock.after(untilExpiry, () => this.end('expired')))
-    }
+    this.context.heartbeats.add(this)
+    this.watchExpiry()
     begin()
     this.attached = true
-    this.write(openingFrame(settings.retryMs, this.opening) + (this.gap ? gapFrame(this.gap) : ''))
+    this.write(this.opening)
+    this.opening = ''
     this.pump()
+  }
+
+  /** Every SSE_HEARTBEAT_MS: a comment (the connection is alive), the bound checked, the slot kept, the expiry watched. */
+  beat(): void {
+    this.heartbeatDue = true
+    this.schedule()
+    this.checkBound()
+    this.watchExpiry()
+    this.context.refreshSlot(this.params.principal.agentId, this.params.id).catch(ignore)
+  }
+
+  /**
+   * Arms the end at the token's expiry once that is less than two heartbeats away: the heartbeat
+   * before it always comes in time, and a stream far from its expiry holds no timer for it.
+   */
+  private watchExpiry(): void {
+    const { exp } = this.params.principal
+    if (exp === undefined || this.cancelExpiry) return
+    const { clock, settings } = this.context
+    const untilExpiry = exp * 1000 - clock.wallMs()
+    if (untilExpiry < 2 * settings.heartbeatMs) this.cancelExpiry = clock.after(untilExpiry, () => this.end('expired'))
   }
 
   private enqueue(event: SerializedEvent): void {
     if (this.ending) return
-    if (this.buffer.push(event, this.heldBack)) this.context.metrics.sseConflated.inc()
+    // Conflation is for a stream held back (socket backed up, delivery bucket empty): events that
+    // merely arrive together (a replay, one Redis read) are all sent. Asked on a key collision only.
+    const mayConflate = !this.buffer.holdsKeyOf(event) || this.heldBack()
+    if (this.buffer.push(event, mayConflate)) this.context.metrics.sseConflated.inc()
     // A backed-up socket takes nothing until it drains: the buffer grows here. Otherwise the
     // pump (next microtask) sends what the bucket allows first, then checks.
     if (this.blocked) this.checkBound()
     this.schedule()
+  }
+
+  private heldBack(): boolean {
+    return this.blocked || !this.params.delivery.hasToken(this.context.clock.now())
   }
 
   /**
@@ -186,7 +220,7 @@ export class Stream {
     this.ending = reason
     this.buffer.clear()
     this.schedule()
-    this.cancelTimers.push(this.context.clock.after(LAST_MESSAGE_MS, () => this.cut(reason)))
+    this.cancelCut = this.context.clock.after(LAST_MESSAGE_MS, () => this.cut(reason))
   }
 
   /** Closes the socket now, whatever it still holds. */
@@ -242,7 +276,14 @@ export class Stream {
   }
 
   private write(chunk: string): void {
-    if (!this.params.sink.write(chunk)) this.blocked = true
+    const { sink } = this.params
+    if (sink.write(chunk) || this.blocked) return
+    this.blocked = true
+    // Listened for only while backed up: an idle stream holds no listener for it.
+    sink.once('drain', () => {
+      this.blocked = false
+      this.pump()
+    })
   }
 
   /** Releases everything; `reason` null: the stream never opened (nothing to count as closed). */
@@ -250,16 +291,16 @@ export class Stream {
     if (this.finished) return
     this.finished = true
     this.ending = reason ?? 'client'
-    for (const cancel of this.cancelTimers) cancel()
+    this.cancelExpiry?.()
+    this.cancelCut?.()
     this.cancelRetry?.()
-    this.unsubscribe()
-    this.context.releaseSlot(this.params.principal.agentId, this.id).catch(() => {
-      /* the slot expires by itself */
-    })
-    this.params.onFinish()
+    this.context.heartbeats.delete(this)
+    this.params.channel.remove(this)
+    this.context.releaseSlot(this.params.principal.agentId, this.params.id).catch(ignore)
+    this.context.finished(this)
     this.context.metrics.sseOpen.dec()
     if (reason) this.context.metrics.sseClosed.inc({ reason })
-    this.resolveDone()
+    this.resolveDone?.()
   }
 }
 

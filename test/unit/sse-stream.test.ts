@@ -10,6 +10,7 @@ import { createMetrics } from '../../src/metrics.js'
 import { Channel } from '../../src/sse/channel.js'
 import { DeliveryBucket } from '../../src/sse/delivery.js'
 import { serializeEvent } from '../../src/sse/frame.js'
+import { Heartbeats } from '../../src/sse/heartbeats.js'
 import { Stream } from '../../src/sse/stream.js'
 import { LAST_MESSAGE_MS, type StreamParams } from '../../src/sse/stream-contract.js'
 import { FakeClock, settle } from '../helpers/fake-clock.js'
@@ -124,8 +125,7 @@ async function openTestStream(options: Options = {}) {
     channel,
     items: null,
     sink: socket,
-    delivery: new DeliveryBucket(() => ({ limits: options.delivery ?? { capacity: 100_000, refillRate: 100_000 }, shadow: false })),
-    onFinish: () => finished++
+    delivery: new DeliveryBucket('agent-1', () => ({ limits: options.delivery ?? { capacity: 100_000, refillRate: 100_000 }, shadow: false }))
   }
   const stream = new Stream(
     {
@@ -134,7 +134,9 @@ async function openTestStream(options: Options = {}) {
       releaseSlot: async () => {},
       metrics,
       clock,
-      settings: { heartbeatMs: HEARTBEAT_MS, retryMs: RETRY_MS, maxUnsentBytes: options.maxUnsentBytes ?? 64 * 1024 }
+      settings: { heartbeatMs: HEARTBEAT_MS, retryMs: RETRY_MS, maxUnsentBytes: options.maxUnsentBytes ?? 64 * 1024 },
+      heartbeats: new Heartbeats(clock, HEARTBEAT_MS),
+      finished: () => finished++
     },
     params
   )
@@ -323,6 +325,18 @@ t.test('the token expires: an expired event, then the stream ends', async (t) =>
   t.same(JSON.parse(last?.data ?? 'null'), { reason: 'token expired' })
   t.ok(setup.socket.writableEnded, 'the stream ended')
   t.equal(await setup.closed('expired'), 1)
+})
+
+t.test('a token that expires before the first heartbeat ends the stream at its expiry, not at the heartbeat', async (t) => {
+  const clock = new FakeClock()
+  const setup = await openTestStream({ exp: clock.wallMs() / 1000 + 1 }) // the clocks start on a whole second
+  await setup.clock.pass(300) // opened 700 ms before the expiry, 1000 ms before its first heartbeat
+  await setup.begin()
+  await setup.clock.pass(699)
+  t.notOk(setup.socket.writableEnded, 'open until the expiry')
+  await setup.clock.pass(1)
+  t.ok(setup.socket.writableEnded, 'ended at the expiry')
+  t.equal(setup.socket.messages().at(-1)?.event, 'expired')
 })
 
 t.test('heartbeats: a comment every SSE_HEARTBEAT_MS, each refreshing the stream slot', async (t) => {
