@@ -31,11 +31,15 @@ function idClaim(claims: Record<string, unknown>, name: string): string {
   return value
 }
 
+const isScope = (scope: unknown): scope is string => typeof scope === 'string' && scope.length > 0
+
 /** Scopes from `scope` (space-separated, RFC 8693) or `scp` (array, or a string as some issuers send). */
 export function scopesOf(claims: Record<string, unknown>): string[] {
   const raw = claims.scope ?? claims.scp
-  const list = typeof raw === 'string' ? raw.split(' ') : Array.isArray(raw) ? raw : []
-  return list.filter((scope): scope is string => typeof scope === 'string' && scope.length > 0)
+  const list: unknown[] = typeof raw === 'string' ? raw.split(' ') : Array.isArray(raw) ? raw : []
+  // Filtered only when something must go: a filtered array keeps room to grow (17 slots), held
+  // as long as the principal (the verified-token cache, every open stream).
+  return list.every(isScope) ? list : list.filter(isScope)
 }
 
 /** The principal of verified claims; throws an Error naming the missing or malformed claim. */
