@@ -59,7 +59,8 @@ export default fp(
         log: app.log
       },
       {
-        concurrency: config.OPENCLAW_CONCURRENCY,
+        concurrency: config.FORWARD_CONCURRENCY,
+        callConcurrency: config.OPENCLAW_CONCURRENCY,
         heldMax: config.FORWARD_HELD_MAX,
         queueMax: config.QUEUE_MAX,
         queueClaimMs: config.QUEUE_CLAIM_MS,

@@ -108,6 +108,11 @@ export const ConfigSchema = Type.Object({
   FORWARD_BACKOFF_BASE_MS: Type.Integer({ default: 200, minimum: 1 }),
   /** ...up to this ceiling. */
   FORWARD_BACKOFF_MAX_MS: Type.Integer({ default: 10000, minimum: 1 }),
+  /**
+   * Feed ratings one replica works on at once: each attempt is several Redis round trips besides
+   * its OpenClaw call, and OpenClaw still sees at most OPENCLAW_CONCURRENCY of them at a time.
+   */
+  FORWARD_CONCURRENCY: Type.Integer({ default: 128, minimum: 1 }),
   /** Queue entries one replica holds in memory at once (waiting for a token, a retry or OpenClaw). */
   FORWARD_HELD_MAX: Type.Integer({ default: 1000, minimum: 1 }),
   /** Longest upstream Retry-After honoured: a longer one (or an absurd one) waits this long. */

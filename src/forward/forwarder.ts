@@ -21,8 +21,10 @@ export interface ForwarderDeps extends StageDeps {
 }
 
 export interface ForwarderOptions {
-  /** OpenClaw calls at once. */
+  /** Ratings worked on at once (each attempt is Redis round trips besides its OpenClaw call). */
   concurrency: number
+  /** Of those, at most this many before their OpenClaw answer (OPENCLAW_CONCURRENCY; default: all). */
+  callConcurrency?: number
   /** Ratings read and not yet acknowledged, at most: the room to pass an agent that waits. */
   heldMax: number
   /** The queue depth at which the feed must pause. */
@@ -61,7 +63,7 @@ export class Forwarder {
     this.gauge = new DepthGauge(options.queueMax, (depth) => deps.metrics.queueDepth.set(depth))
     this.outage = new OutageLog(deps.log, { down: 'forwarding delayed', up: 'forwarding recovered' })
     // A dedup claim covers one attempt (bucket, OpenClaw with its timeout, marking it done); a dead claimer's expires.
-    this.stages = new RatingStages(deps, 2 * options.callTimeoutMs + 1000, this.outage)
+    this.stages = new RatingStages(deps, 2 * options.callTimeoutMs + 1000, this.outage, options.callConcurrency ?? options.concurrency)
   }
 
   /** Durably queues feed ratings read off the socket at `readAt` (Date.now() ms). */
@@ -105,6 +107,7 @@ export class Forwarder {
   /** Stops reading, lets calls in flight finish (bounded), leaves the rest unacknowledged; closes both stores. */
   async close(): Promise<void> {
     this.stopping = true
+    this.stages.close()
     clearInterval(this.toucher)
     this.gauge.close()
     this.schedule.close()

@@ -1,3 +1,4 @@
+import pLimit, { type LimitFunction } from 'p-limit'
 import type { Log } from '../logger.js'
 import type { Metrics } from '../metrics.js'
 import { agentOf, toRating, type FeedRating, type Rating, type ScoreEvent } from '../rating.js'
@@ -11,6 +12,12 @@ import type { QueueStore } from './queue.js'
 
 /** Seconds since a rating was read off the feed at `readAt` (Date.now() ms), for the stage latencies. */
 export const sinceRead = (readAt: number) => Math.max(0, Date.now() - readAt) / 1000
+
+/** Stages up to OpenClaw's answer: they hold a call slot (OPENCLAW_CONCURRENCY). */
+const beforeAnswer = (held: Held) => held.progress.stage === 'claim' || held.progress.stage === 'charge' || held.progress.stage === 'call'
+
+/** What an attempt that waited for a slot until close comes to: nothing done, tried again by whoever reads next. */
+const CLOSED: Outcome = { kind: 'backoff' }
 
 /** How long a 429 without Retry-After pauses the calls to OpenClaw. */
 const LIMITED_PAUSE_MS = 1000
@@ -80,12 +87,19 @@ export type Outcome =
  * decides when an attempt runs; this decides what an attempt does.
  */
 export class RatingStages {
+  /** Attempts short of their OpenClaw answer run in one of these slots, the steps after it do not. */
+  private readonly callSlots: LimitFunction
+  private closing = false
+
   constructor(
     private readonly deps: StageDeps,
     /** Covers one attempt (bucket, OpenClaw with its timeout, marking it done); a dead claimer's claim expires. */
     private readonly claimMs: number,
-    private readonly outage: OutageLog
-  ) {}
+    private readonly outage: OutageLog,
+    callConcurrency: number
+  ) {
+    this.callSlots = pLimit(callConcurrency)
+  }
 
   /** Takes the rating through its stages as far as it goes now. */
   attempt(held: Held): Promise<Outcome> {
@@ -95,6 +109,9 @@ export class RatingStages {
 
   private async advanceAll(held: Held): Promise<Outcome> {
     try {
+      // The slot is taken before the claim, so waiting for it never eats into the claim's time.
+      const early = beforeAnswer(held) ? await this.callSlots(() => (this.closing ? CLOSED : this.advanceWhile(held, beforeAnswer))) : null
+      if (early) return early
       for (;;) {
         const outcome = await this.advance(held)
         if (outcome) return outcome
@@ -107,6 +124,20 @@ export class RatingStages {
         await this.deps.dedup.release(held.rating).catch(() => {})
       }
     }
+  }
+
+  /** Attempts still waiting for a call slot end at once, untried (the entry stays in the queue). */
+  close(): void {
+    this.closing = true
+  }
+
+  /** Does stage after stage while `more` holds; an outcome ends the attempt there (null: `more` stopped it). */
+  private async advanceWhile(held: Held, more: (held: Held) => boolean): Promise<Outcome | null> {
+    while (more(held)) {
+      const outcome = await this.advance(held)
+      if (outcome) return outcome
+    }
+    return null
   }
 
   /** Does the current stage; an outcome ends the attempt there. */

@@ -55,6 +55,9 @@ interface Setup {
   limits?: (agent: string) => BucketLimits
   /** publish() fails this many times first (the history store is away). */
   publishFailures?: number
+  /** OpenClaw and the event store in place of the stand-ins. */
+  rate?: (rating: Rating) => Promise<ScoreEvent>
+  publish?: (event: ScoreEvent) => Promise<void>
 }
 
 const ROOMY: BucketLimits = { capacity: 1000, refillRate: 1000 }
@@ -85,7 +88,7 @@ function startForwarder(t: Test, setup: Setup = {}) {
     ...setup.options
   }
   const forwarder = new Forwarder(
-    { queue, dedup, deadLetters, take: bucket.take, rate: openclaw.rate, publish, metrics, log, clock },
+    { queue, dedup, deadLetters, take: bucket.take, rate: setup.rate ?? openclaw.rate, publish: setup.publish ?? publish, metrics, log, clock },
     options
   )
   forwarder.start()
@@ -286,4 +289,36 @@ t.test('close leaves what is not published in the queue, and cancels every retry
   await settle()
   t.equal(openclaw.calls.length, 2, 'no retry after close')
   t.equal(await queue.depth(), 2, 'both still unacknowledged')
+})
+
+t.test('OpenClaw gets at most callConcurrency calls at once; a rating past its answer frees its slot at once', async (t) => {
+  const answers: (() => void)[] = []
+  const publishes: (() => void)[] = []
+  const published: ScoreEvent[] = []
+  let calling = 0
+  let most = 0
+  const rate = async (rating: Rating) => {
+    most = Math.max(most, ++calling)
+    await new Promise<void>((resolve) => answers.push(resolve))
+    calling--
+    return personalize(rating)
+  }
+  // The publish (a Redis round trip after the answer) waits until the test lets it go.
+  const publish = (event: ScoreEvent) => new Promise<void>((resolve) => publishes.push(() => resolve(void published.push(event))))
+  const { forwarder } = startForwarder(t, { options: { concurrency: 8, callConcurrency: 2 }, rate, publish })
+  await forwarder.enqueue(['a', 'b', 'c', 'd', 'e', 'f'].flatMap((agent) => byAgent(agent, 1)), Date.now())
+
+  await waitFor('two calls in flight', () => answers.length === 2)
+  await settle()
+  t.equal(answers.length, 2, 'no third call while two are unanswered')
+  answers.shift()?.()
+  await waitFor('the answered rating is publishing', () => publishes.length === 1)
+  await waitFor('a third call starts while that publish is still pending', () => answers.length === 2)
+  for (let i = 0; i < 100 && published.length < 6; i++) {
+    answers.shift()?.()
+    publishes.shift()?.()
+    await settle()
+  }
+  t.equal(published.length, 6, 'every rating forwarded and published')
+  t.equal(most, 2, 'never more than callConcurrency calls at once')
 })
