@@ -670,7 +670,9 @@ function fdLimit(): number {
 
 /** Opens `streams` idle streams and measures what the server holds per stream: RSS and heap after a GC, minus before. */
 async function memoryOnce(kind: SseKind, streams: number): Promise<StreamMemory> {
-  const child = new Child('host.js', ['--expose-gc'])
+  // BENCH_MEMORY_NODE_FLAGS: V8 flags for both servers (README: what allocation-site pretenuring costs).
+  const flags = process.env.BENCH_MEMORY_NODE_FLAGS?.split(' ').filter(Boolean) ?? []
+  const child = new Child('host.js', ['--expose-gc', ...flags])
   const clients = new Child('sse-clients.js')
   try {
     const url = await sseServer(kind, child)
