@@ -1,4 +1,4 @@
-import type {} from '@fastify/cookie'
+import { fastifyCookie } from '@fastify/cookie'
 import fp from 'fastify-plugin'
 import { Authenticator } from '../src/auth/authenticate.js'
 import type { Principal } from '../src/auth/credentials.js'
@@ -47,7 +47,7 @@ export default fp(
       verifier,
       tickets,
       (principal) => app.revocations.isRevoked(principal),
-      (header) => app.parseCookie(header)
+      (header) => fastifyCookie.parse(header)
     )
     // Functions, not the instance: callers may pass `app.tickets.consume` on by itself.
     app.decorate('tickets', {
@@ -68,5 +68,5 @@ export default fp(
     })
     app.addHook('onClose', async () => tickets.close())
   },
-  { name: 'auth', dependencies: ['redis', 'metrics', '@fastify/cookie', 'ip-limit', 'revocations'] }
+  { name: 'auth', dependencies: ['redis', 'metrics', 'ip-limit', 'revocations'] }
 )

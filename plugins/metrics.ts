@@ -24,8 +24,10 @@ export default fp(
     }
     for (const [bound, value] of Object.entries(bounds)) metrics.bounds.set({ bound }, value)
 
-    app.addHook('onResponse', async (request, reply) => {
+    // A callback hook: no promise per request for a counter.
+    app.addHook('onResponse', (request, reply, done) => {
       metrics.httpRequests.inc({ route: request.routeOptions.url ?? 'unknown', status: reply.statusCode })
+      done()
     })
     app.get('/metrics', { config: { public: true }, schema: { hide: true } }, async (_request, reply) => {
       reply.type(metrics.registry.contentType)

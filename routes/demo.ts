@@ -1,3 +1,4 @@
+import cookie from '@fastify/cookie'
 import fastifyStatic from '@fastify/static'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
@@ -17,6 +18,7 @@ const demoRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return
   }
   await app.register(fastifyStatic, { root: publicDir(), serve: false })
+  await app.register(cookie, { hook: false }) // the login sets the stream cookie
   app.log.warn('demo mode: GET / serves the demo page and POST /demo/login mints tokens for anyone')
 
   const page = { config: { public: true }, schema: { hide: true } }

@@ -1,5 +1,4 @@
 import autoload from '@fastify/autoload'
-import cookie from '@fastify/cookie'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyHttpOptions, type FastifyInstance } from 'fastify'
 import type { Server } from 'node:http'
@@ -103,8 +102,6 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
 
   // Every plugin in plugins/ (ordered by the dependencies each declares), then every route in
   // routes/ (their paths are written in full: no prefix from the folder).
-  // Cookies are read by the stream route only (auth parses them there): no parse on every request.
-  app.register(cookie, { hook: false })
   app.register(autoload, { dir: join(import.meta.dirname, '../plugins') })
   app.register(autoload, { dir: join(import.meta.dirname, '../routes'), dirNameRoutePrefix: false })
   try {

@@ -1,3 +1,4 @@
+import cookie from '@fastify/cookie'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type, type TSchema } from 'typebox'
 import { bearer } from '../../src/auth/authenticate.js'
@@ -23,6 +24,8 @@ const withBearer = (summary: string, status: number, body: TSchema) => ({
 })
 
 const streamAccess: FastifyPluginAsyncTypebox = async (app) => {
+  // Only these routes (and the demo login) set cookies: only their answers pass through the cookie writer.
+  await app.register(cookie, { hook: false })
   app.post('/v1/sse-tickets', withBearer('Single-use ticket that opens one SSE stream for the caller (any replica)', 201, Ticket), async (request, reply) => {
     const { ticket, expiresIn } = await app.tickets.issue(request.principal)
     reply.code(201).header('Cache-Control', 'no-store')

@@ -10,7 +10,7 @@ export interface CredentialsCarrier {
   query: unknown
 }
 
-/** A Cookie header's values by name (@fastify/cookie's parser). */
+/** A Cookie header's values by name (@fastify/cookie's `parse`). */
 export type CookieParser = (header: string) => Record<string, string | undefined>
 
 function noToken(message: string): HttpError {
