@@ -9,6 +9,7 @@ import { createServer, type ServerResponse } from 'node:http'
 import { Socket, type AddressInfo } from 'node:net'
 import { Pool } from 'undici'
 import { buildApp } from '../src/app.js'
+import { floorProxy, type FloorOptions } from './floor-proxy.js'
 import { loadConfig } from '../src/config.js'
 import type { ScoreEvent } from '../src/rating.js'
 import { MemoryBucketStore, RedisBucketStore, type BucketStore } from '../src/limits/bucket-store.js'
@@ -19,6 +20,7 @@ import { settledWithin } from '../src/shared/wait.js'
 export type HostCommand =
   | { cmd: 'gateway'; env: Record<string, string> }
   | { cmd: 'bare-proxy'; openclawUrl: string; apiKey: string }
+  | { cmd: 'floor-proxy'; options: FloorOptions }
   | { cmd: 'bucket'; kind: 'moltbridge-redis' | 'moltbridge-memory' | 'rate-limit-redis'; redisUrl: string; prefix: string }
   | { cmd: 'raw-sse' }
   | { cmd: 'publish'; events: ScoreEvent[] }
@@ -138,6 +140,11 @@ process.on('message', async (message: HostCommand) => {
     switch (message.cmd) {
       case 'gateway':
         return reply({ url: await gateway(message.env) })
+      case 'floor-proxy': {
+        const floor = await floorProxy(message.options)
+        close = floor.close
+        return reply({ url: floor.url })
+      }
       case 'bare-proxy':
         return reply({ url: await bareProxy(message.openclawUrl, message.apiKey) })
       case 'bucket':

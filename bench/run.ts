@@ -165,11 +165,18 @@ async function restProxy(): Promise<void> {
     await host({ cmd: 'stop' }, child)
     const { url: bare } = await host({ cmd: 'bare-proxy', openclawUrl: openclaw.url, apiKey: 'bench-key' }, child)
     const baseline = await step('POST /v1/rating through a bare Fastify proxy', () => cannon(`${bare}/v1/rating`, { method: 'POST', body, headers }))
+    await host({ cmd: 'stop' }, child)
+    const options = { openclawUrl: openclaw.url, apiKey: 'bench-key', redisUrl: REDIS_URL, prefix: `${PREFIX}-floor`, jwtSecret: SECRET }
+    const { url: floorUrl } = await host({ cmd: 'floor-proxy', options }, child)
+    const floor = await step('POST /v1/rating through the contract floor (bare proxy + JWT + bucket script + publish script)', () =>
+      cannon(`${floorUrl}/v1/rating`, { method: 'POST', body, headers })
+    )
     const ratio = gateway.rps / baseline.rps
-    figures.rest = { gateway, baseline, ratio }
+    figures.rest = { gateway, baseline, floor, ratio, floorRatio: floor.rps / baseline.rps }
     rows.push({
-      scenario: 'POST /v1/rating req/s (p50/p99 ms): gateway (JWT + Redis bucket + proxy) vs bare Fastify proxy',
-      moltbridge: `${fmt(gateway.rps)} (${gateway.p50}/${gateway.p99})${gateway.non2xx ? ` ${gateway.non2xx} non-2xx` : ''}`,
+      scenario:
+        'POST /v1/rating req/s (p50/p99 ms): gateway (JWT + Redis bucket + proxy + publish) vs bare Fastify proxy; [the contract floor: bare + JWT + bucket script + publish script, bench/floor-proxy.ts]',
+      moltbridge: `${fmt(gateway.rps)} (${gateway.p50}/${gateway.p99})${gateway.non2xx ? ` ${gateway.non2xx} non-2xx` : ''} [floor ${fmt(floor.rps)} (${floor.p50}/${floor.p99}) = ${fmt(floor.rps / baseline.rps, 2)}× bare; gateway ${fmt(gateway.rps / floor.rps, 2)}× floor]`,
       baseline: `${fmt(baseline.rps)} (${baseline.p50}/${baseline.p99})`,
       ratio,
       target: '≥ 0.6×',
