@@ -43,12 +43,7 @@ export default fp(
       metrics: app.redis ? app.metrics : undefined,
       log: app.log
     })
-    const authenticator = new Authenticator(
-      verifier,
-      tickets,
-      (principal) => app.revocations.isRevoked(principal),
-      (header) => fastifyCookie.parse(header)
-    )
+    const authenticator = new Authenticator(verifier, tickets, (principal) => app.revocations.isRevoked(principal), fastifyCookie.parse)
     // Functions, not the instance: callers may pass `app.tickets.consume` on by itself.
     app.decorate('tickets', {
       issue: (principal: Principal) => tickets.issue(principal),

@@ -123,10 +123,15 @@ export class LiveTopics {
   private deliver(topic: Topic, stored: StoredEvent): void {
     const state = this.states.get(topic)
     if (!state) return
-    const published = this.options.lag && parseEventId(stored.id)
-    if (published) this.options.lag?.observe(Math.max(0, this.clock.wallMs() - published.ms) / 1000)
+    this.options.lag?.observe(this.sincePublished(stored.id))
     if (state.held) state.held.push(stored)
     else this.handOn(state, stored)
+  }
+
+  /** Seconds since an event was published, read from its id (`<ms>-<seq>`). */
+  private sincePublished(id: string): number {
+    const published = parseEventId(id)?.ms ?? this.clock.wallMs()
+    return Math.max(0, this.clock.wallMs() - published) / 1000
   }
 
   private handOn(state: TopicState, stored: StoredEvent): void {

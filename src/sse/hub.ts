@@ -105,7 +105,8 @@ export class SseHub {
       throw new HttpError(503, 'shutting down: reconnect to another replica', { 'Retry-After': '1' })
     }
     const { principal } = request
-    const all = principal.scopes.includes(ALL_SCOPE)
+    const feed = feedOf(principal)
+    const all = feed === ALL_FEED
     const resume = request.resume && this.position(request.resume, all)
     const { agentId } = principal
     const cap = this.settings.maxStreamsPerAgent
@@ -123,7 +124,7 @@ export class SseHub {
     const delivery = this.agents.get(agentId) ?? this.deliveryBucket(agentId)
     this.agents.set(agentId, delivery)
     delivery.streams++
-    const channel = this.channel(feedOf(principal), () => (all ? this.deps.bus.allTopics() : [this.deps.bus.userTopic(principal.sub)]))
+    const channel = this.channel(feed, () => (all ? this.deps.bus.allTopics() : [this.deps.bus.userTopic(principal.sub)]))
     const stream = new Stream(this.context, { id, principal, channel, items: request.items, sink: request.sink, delivery })
     this.streams.add(stream)
     let future: boolean
